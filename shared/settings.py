@@ -1,0 +1,56 @@
+"""Settings shared by every service, from ``FPH_*`` environment variables."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_QUARTIERS = ["QN09301M", "QN09302M", "QN09303M"]
+DEFAULT_SOURCES = ["city", "centre-social-nord", "conseil-citoyen", "demo"]
+
+
+def _split(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class CommonSettings(BaseSettings):
+    """What every service of one deployment agrees on."""
+
+    model_config = SettingsConfigDict(env_prefix="FPH_", extra="ignore")
+
+    nats_url: str = "nats://127.0.0.1:4222"
+    quartiers: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_QUARTIERS),
+        description="Comma-separated quartier codes (e.g. QPV codes QN09301M).",
+    )
+    sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_SOURCES),
+        description="Comma-separated source ids allowed to submit (partners, the city desk).",
+    )
+    source_types: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='JSON: source -> event types it may submit, e.g. {"asso-x": ["EnvieRecorded"]};'
+        " a source not listed may submit every type not reserved to a service.",
+    )
+    timezone: str = "Europe/Paris"
+    max_future_seconds: int = 300
+
+    @field_validator("quartiers", "sources", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        return _split(value)
+
+    @field_validator("source_types", mode="before")
+    @classmethod
+    def _json_map(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
