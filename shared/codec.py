@@ -168,13 +168,15 @@ def _load_logged(raw: bytes) -> dict[str, Any]:
     return doc
 
 
-def event_id_of(raw: bytes) -> str | None:
-    """Best-effort ``event_id`` of bytes that may not be a valid event (for receipts)."""
+def peek(raw: bytes, name: str) -> str | None:
+    """Best-effort string field of bytes that may not be a valid event (for receipts)."""
+    if len(raw) > MAX_SUBMISSION_BYTES:
+        return None
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
         return None
-    value = doc.get("event_id") if isinstance(doc, dict) else None
+    value = doc.get(name) if isinstance(doc, dict) else None
     return value if isinstance(value, str) and len(value) <= 64 else None
 
 

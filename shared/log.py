@@ -330,3 +330,22 @@ def digest_of(bodies: Iterable[bytes]) -> str:
     for seq, body in enumerate(bodies, start=1):
         chain.add(seq, body)
     return chain.text
+
+
+class StreamsMissing(RuntimeError):
+    """The contract's streams are not on the server: provision them first."""
+
+
+async def require_streams(js: JetStreamContext) -> None:
+    """Fail clearly at start-up when the streams were not provisioned."""
+    missing = []
+    for wanted in wanted_streams():
+        try:
+            await js.stream_info(str(wanted.name))
+        except NotFoundError:
+            missing.append(str(wanted.name))
+    if missing:
+        raise StreamsMissing(
+            f"streams {', '.join(missing)} do not exist on this NATS server:"
+            " run `fph-provision` (make run does it) before starting the services"
+        )

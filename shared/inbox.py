@@ -1,0 +1,447 @@
+"""The inbox mechanism of CONTRACT 2, used by every service that owns event types.
+
+A service consumes its types from ``FPH_INBOX`` (durable pull consumer, explicit
+acks, one batch in flight so the order holds across instances and crashes),
+and for each submission, in order:
+
+1. parses and validates it (schema, contract rules, the service's state rules);
+2. appends the accepted event to ``FPH_EVENTS`` (``Nats-Msg-Id`` = event id,
+   expected last sequence on the aggregate's subject);
+3. publishes exactly one receipt on ``fph.receipts.<source>.<inbox_seq>``, and for
+   a refusal keeps the original bytes with the errors on ``fph.rejected.<source>.<type>``;
+4. acks the submission.
+
+Appends of one batch are pipelined; a submission touching an aggregate that
+already has an append in flight waits for it (the batch is flushed first), so a
+decision always sees the effect of the ones before it.
+
+Crash safety: state and the decided inbox sequence are committed before the
+receipts go out; receipts and rejected copies carry ``Nats-Msg-Id`` (deduplicated
+by JetStream for a day), and a submission that may have been answered before (a
+redelivery, or a sequence at or below the committed progress) is first looked up
+in ``FPH_RECEIPTS`` so that its receipt is never published twice.
+
+The intake service is also the *gatekeeper*: it answers submissions that no
+service owns (unknown types, malformed subjects, ``GrantAwarded``/``GrantRefused``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js import api as js_api
+from nats.js.errors import NotFoundError
+from nats.js.errors import ServiceUnavailableError
+from nats.errors import TimeoutError as NatsTimeout
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+from shared.codec import FieldError, InvalidEvent, parse_submission, peek
+from shared.events import EVENT_TYPES, EventBase, owner_of, with_recording
+from shared.follower import Apply, Follower, apply_once
+from shared.log import ConcurrencyConflict, EventLog, subject_of
+from shared.receipts import Receipt
+from shared.settings import CommonSettings
+from shared.store import (
+    find_event,
+    get_inbox_progress,
+    get_subject_seq,
+    set_inbox_progress,
+)
+from shared.subjects import (
+    INBOX_ALL,
+    INBOX_STREAM,
+    INVALID_TYPE_TOKEN,
+    RECEIPTS_STREAM,
+    inbox_filter,
+    parse_inbox_subject,
+    receipt_subject,
+    rejected_subject,
+)
+
+log = logging.getLogger(__name__)
+
+FUNDING_ONLY = frozenset({"GrantAwarded", "GrantRefused"})
+"""Types only funding writes, as answers to decisions: every submission of them is refused."""
+
+BATCH = 256
+ACK_WAIT = 15.0
+MAX_CONFLICT_RETRIES = 5
+
+
+class StateRules(Protocol):
+    """A service's decision on state: every reason to refuse ``event`` (empty to accept)."""
+
+    def __call__(self, session: Session, event: EventBase) -> list[FieldError]: ...
+
+
+@dataclass
+class Submission:
+    """One message of ``FPH_INBOX`` being decided."""
+
+    msg: Msg
+    inbox_seq: int
+    source: str
+    subject_type: str | None
+    received_at: datetime
+    redelivered: bool
+    event: EventBase | None = None
+    receipt: Receipt | None = None
+    skip_receipt: bool = False  # answered before a crash: ack only
+
+    @classmethod
+    def from_msg(cls, msg: Msg) -> Submission:
+        address = parse_inbox_subject(msg.subject)
+        meta = msg.metadata
+        return cls(
+            msg=msg,
+            inbox_seq=meta.sequence.stream,
+            source=address.source,
+            subject_type=address.type,
+            received_at=meta.timestamp,
+            redelivered=meta.num_delivered > 1,
+        )
+
+    def accept(self, event_id: str, seq: int) -> None:
+        self.receipt = Receipt.accepted(self.inbox_seq, event_id, seq)
+
+    def reject(self, errors: list[FieldError], event_id: str | None = None) -> None:
+        self.receipt = Receipt.rejected(
+            self.inbox_seq, event_id or peek(self.msg.data, "event_id"), errors
+        )
+
+
+@dataclass
+class Outcomes:
+    """Counters the service exports (submissions accepted/refused by type and reason)."""
+
+    on_accepted: Callable[[str], None] = lambda event_type: None
+    on_rejected: Callable[[str, str], None] = lambda event_type, reason: None
+
+
+@dataclass
+class InboxProcessor:
+    """Decides one service's submissions (see the module docstring)."""
+
+    js: JetStreamContext
+    engine: Engine
+    settings: CommonSettings
+    owner: str
+    owned_types: frozenset[str]
+    rules: StateRules
+    apply: Apply
+    follower: Follower
+    gatekeeper: bool = False
+    outcomes: Outcomes = field(default_factory=Outcomes)
+    consumer_name: str = ""
+    now: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def __post_init__(self) -> None:
+        self.consumer_name = self.consumer_name or f"{self.owner}-inbox-v1"
+        self.log = EventLog(self.js)
+        self._stopping = asyncio.Event()
+
+    # --- the consumer -----------------------------------------------------
+
+    def filter_subjects(self) -> list[str]:
+        if self.gatekeeper:
+            return [INBOX_ALL]
+        return [inbox_filter(t) for t in sorted(self.owned_types)]
+
+    async def ensure_consumer(self) -> None:
+        """Create the durable consumer (versioned name; an existing one is kept as is)."""
+        config = js_api.ConsumerConfig(
+            durable_name=self.consumer_name,
+            deliver_policy=js_api.DeliverPolicy.ALL,
+            ack_policy=js_api.AckPolicy.EXPLICIT,
+            ack_wait=ACK_WAIT,
+            max_ack_pending=BATCH,
+            max_deliver=-1,
+            filter_subjects=self.filter_subjects(),
+        )
+        try:
+            await self.js.consumer_info(INBOX_STREAM, self.consumer_name)
+        except NotFoundError:
+            await self.js.add_consumer(INBOX_STREAM, config)
+            log.info("created inbox consumer %s on %s", self.consumer_name, config.filter_subjects)
+
+    async def run(self) -> None:
+        """Decide submissions until ``stop()``; the follower must be running."""
+        await self.ensure_consumer()
+        await self.follower.caught_up()
+        sub = await self.js.pull_subscribe_bind(self.consumer_name, stream=INBOX_STREAM)
+        log.info("%s: deciding submissions from %s", self.owner, self.consumer_name)
+        try:
+            while not self._stopping.is_set():
+                try:
+                    msgs = await sub.fetch(BATCH, timeout=1.0)
+                except (NatsTimeout, TimeoutError):
+                    continue
+                except ServiceUnavailableError:
+                    await asyncio.sleep(0.5)
+                    continue
+                await self.process(msgs)
+        finally:
+            await sub.unsubscribe()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # --- one batch --------------------------------------------------------
+
+    async def process(self, msgs: Sequence[Msg]) -> list[Submission]:
+        """Decide, append, answer and ack one batch, in order."""
+        subs = [Submission.from_msg(m) for m in msgs]
+        with Session(self.engine) as session:
+            progress = get_inbox_progress(session, self.consumer_name)
+        await self._mark_already_answered(subs, progress)
+
+        pending: list[Submission] = []
+        for sub in subs:
+            if sub.skip_receipt or not self._is_ours(sub):
+                continue
+            event = self._decide_stateless(sub)
+            if event is None:
+                continue
+            if any(subject_of(p.event) == subject_of(event) for p in pending if p.event):
+                await self._flush(pending)
+                pending = []
+            if self._decide_stateful(sub, event):
+                pending.append(sub)
+        await self._flush(pending)
+
+        with Session(self.engine) as session, session.begin():
+            set_inbox_progress(session, self.consumer_name, subs[-1].inbox_seq)
+        await self._answer(subs)
+        for sub in subs:
+            await sub.msg.ack()
+        return subs
+
+    async def _mark_already_answered(self, subs: list[Submission], progress: int) -> None:
+        """A submission that may have been answered before a crash: look its receipt up."""
+        maybe = [s for s in subs if s.redelivered or s.inbox_seq <= progress]
+        found = await asyncio.gather(*(self._receipt_exists(s) for s in maybe))
+        for sub, exists in zip(maybe, found, strict=True):
+            if exists:
+                sub.skip_receipt = True
+                log.info("inbox seq %d was answered before a restart: not answered again",
+                         sub.inbox_seq)
+
+    async def _receipt_exists(self, sub: Submission) -> bool:
+        try:
+            await self.js.get_last_msg(
+                RECEIPTS_STREAM, receipt_subject(sub.source, sub.inbox_seq), direct=True
+            )
+        except NotFoundError:
+            return False
+        return True
+
+    def _is_ours(self, sub: Submission) -> bool:
+        if sub.subject_type in self.owned_types:
+            return True
+        if not self.gatekeeper:
+            return False
+        # The gatekeeper answers what no service owns.
+        owner = owner_of(sub.subject_type) if sub.subject_type else None
+        if owner is None:
+            sub.reject(
+                [
+                    FieldError(
+                        "type",
+                        f"unknown event type {sub.subject_type!r} in subject {sub.msg.subject!r};"
+                        " submit to fph.inbox.<source>.<type> with a type of the catalogue: "
+                        + ", ".join(EVENT_TYPES),
+                        "unknown_type",
+                    )
+                ]
+            )
+            return False
+        if sub.subject_type in FUNDING_ONLY:
+            sub.reject(
+                [
+                    FieldError(
+                        "type",
+                        f"{sub.subject_type} is written only by the funding service, in answer"
+                        " to a committee decision; it cannot be submitted",
+                        "reserved_type",
+                    )
+                ]
+            )
+        return False
+
+    def _decide_stateless(self, sub: Submission) -> EventBase | None:
+        """Schema and contract rules that need no state; None when refused."""
+        try:
+            event = parse_submission(sub.msg.data)
+        except InvalidEvent as exc:
+            body_type = peek(sub.msg.data, "type")
+            mismatch = [self._type_mismatch(sub, body_type)] if body_type not in (
+                None, sub.subject_type) else []
+            sub.reject(mismatch + exc.errors)
+            return None
+        errors: list[FieldError] = []
+        s = self.settings
+        if sub.source not in s.sources:
+            errors.append(
+                FieldError(
+                    "source",
+                    f"source {sub.source!r} (from the subject) is not a configured source",
+                    "unknown_source",
+                )
+            )
+        allowed = s.source_types.get(sub.source)
+        if allowed is not None and event.type not in allowed:
+            errors.append(
+                FieldError(
+                    "type", f"source {sub.source!r} may not submit {event.type}", "not_allowed"
+                )
+            )
+        if event.type != sub.subject_type:
+            errors.append(self._type_mismatch(sub, event.type))
+        if event.quartier not in s.quartiers:
+            errors.append(
+                FieldError(
+                    "quartier",
+                    f"unknown quartier {event.quartier!r}; configured: " + ", ".join(s.quartiers),
+                    "unknown_quartier",
+                )
+            )
+        limit = sub.received_at + timedelta(seconds=s.max_future_seconds)
+        if event.occurred_at > limit:
+            errors.append(
+                FieldError(
+                    "occurred_at",
+                    f"{event.occurred_at.isoformat()} is more than {s.max_future_seconds // 60}"
+                    f" minutes after the submission was received ({sub.received_at.isoformat()})",
+                    "in_future",
+                )
+            )
+        if errors:
+            sub.reject(errors, str(event.event_id))
+            return None
+        return with_recording(event, source=sub.source, recorded_at=self.now())
+
+    @staticmethod
+    def _type_mismatch(sub: Submission, body_type: str | None) -> FieldError:
+        return FieldError(
+            "type",
+            f"body says {body_type} but it was submitted on {sub.msg.subject}",
+            "type_mismatch",
+        )
+
+    def _decide_stateful(self, sub: Submission, event: EventBase) -> bool:
+        """Idempotency and the service's rules; True when the event must be appended."""
+        event_id = str(event.event_id)
+        with Session(self.engine) as session:
+            known = find_event(session, event_id)
+            if known is not None:
+                if known.type == event.type:
+                    sub.accept(event_id, known.seq)  # resubmission: the original seq
+                else:
+                    sub.reject(
+                        [
+                            FieldError(
+                                "event_id",
+                                f"already used by a {known.type} (seq {known.seq});"
+                                " an event id is unique forever",
+                                "event_id_reused",
+                            )
+                        ],
+                        event_id,
+                    )
+                return False
+            errors = self.rules(session, event)
+            if errors:
+                sub.reject(errors, event_id)
+                return False
+            sub.event = event
+            return True
+
+    async def _flush(self, pending: list[Submission]) -> None:
+        """Append the pending events (pipelined), commit their effect, retry conflicts."""
+        for attempt in range(MAX_CONFLICT_RETRIES + 1):
+            if not pending:
+                return
+            with Session(self.engine) as session:
+                items = [
+                    (p.event, get_subject_seq(session, subject_of(p.event)))
+                    for p in pending
+                    if p.event
+                ]
+            results = await self.log.append_many(items)
+            conflicted: list[Submission] = []
+            with Session(self.engine) as session, session.begin():
+                for sub, result in zip(pending, results, strict=True):
+                    assert sub.event is not None
+                    if isinstance(result, ConcurrencyConflict):
+                        conflicted.append(sub)
+                        continue
+                    apply_once(session, self.apply, sub.event, result.seq)
+                    sub.accept(str(sub.event.event_id), result.seq)
+            if not conflicted:
+                return
+            log.info("%d append(s) met a concurrent writer (attempt %d): catching up",
+                     len(conflicted), attempt + 1)
+            await self.follower.caught_up()
+            pending = []
+            for sub in conflicted:
+                event, sub.event = sub.event, None
+                assert event is not None
+                if self._decide_stateful(sub, event):
+                    pending.append(sub)
+        for sub in pending:
+            sub.reject(
+                [FieldError("aggregate_id", "too many concurrent writers; submit again", "busy")]
+            )
+
+    async def _answer(self, subs: list[Submission]) -> None:
+        """Keep refused bytes, then publish one receipt per decided submission."""
+        answered = [s for s in subs if s.receipt is not None and not s.skip_receipt]
+        await asyncio.gather(
+            *(self._keep_rejected(s) for s in answered if s.receipt and not s.receipt.ok)
+        )
+        await asyncio.gather(*(self._publish_receipt(s) for s in answered))
+        for sub in answered:
+            assert sub.receipt is not None
+            # Label by catalogue type only: a partner's typo must not create a metric series.
+            event_type = sub.subject_type if sub.subject_type in EVENT_TYPES else "_unknown"
+            if sub.receipt.ok:
+                self.outcomes.on_accepted(event_type)
+            else:
+                for error in sub.receipt.errors or []:
+                    self.outcomes.on_rejected(event_type, error.code)
+                log.info(
+                    "refused %s from %s (inbox seq %d): %s",
+                    event_type,
+                    sub.source,
+                    sub.inbox_seq,
+                    "; ".join(f"{e.field}: {e.message}" for e in sub.receipt.errors or []),
+                )
+
+    async def _keep_rejected(self, sub: Submission) -> None:
+        assert sub.receipt is not None
+        type_token = sub.subject_type if sub.subject_type else INVALID_TYPE_TOKEN
+        headers = {
+            js_api.Header.MSG_ID.value: f"rejected:{sub.source}:{sub.inbox_seq}",
+            "Fph-Inbox-Seq": str(sub.inbox_seq),
+            "Fph-Inbox-Subject": sub.msg.subject,
+            "Fph-Errors": json.dumps(sub.receipt.error_dicts(), ensure_ascii=False),
+        }
+        await self.js.publish(rejected_subject(sub.source, type_token), sub.msg.data,
+                              headers=headers)
+
+    async def _publish_receipt(self, sub: Submission) -> None:
+        assert sub.receipt is not None
+        await self.js.publish(
+            receipt_subject(sub.source, sub.inbox_seq),
+            sub.receipt.to_json(),
+            headers={js_api.Header.MSG_ID.value: f"receipt:{sub.source}:{sub.inbox_seq}"},
+        )

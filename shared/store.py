@@ -1,0 +1,141 @@
+"""Tracking tables every service keeps beside its read models (SQLAlchemy 2, sync).
+
+A service's database is a cache of the log. Beside its own tables it keeps:
+
+- ``fph_checkpoint``: the last ``FPH_EVENTS`` sequence its projection applied,
+  written in the same transaction as the state it produced;
+- ``fph_event_index``: event id -> sequence, type and subject of every event it
+  applied (idempotency: a resubmitted event id answers its original sequence);
+- ``fph_subject_seq``: last sequence seen per aggregate subject (the expected
+  sequence of the next append on that aggregate);
+- ``fph_inbox_progress``: the highest inbox sequence it has decided.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+
+metadata = sa.MetaData()
+
+checkpoint = sa.Table(
+    "fph_checkpoint",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+)
+
+event_index = sa.Table(
+    "fph_event_index",
+    metadata,
+    sa.Column("event_id", sa.String(36), primary_key=True),
+    sa.Column("seq", sa.BigInteger, nullable=False),
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("subject", sa.String(300), nullable=False),
+)
+
+subject_seq = sa.Table(
+    "fph_subject_seq",
+    metadata,
+    sa.Column("subject", sa.String(300), primary_key=True),
+    sa.Column("last_seq", sa.BigInteger, nullable=False),
+)
+
+inbox_progress = sa.Table(
+    "fph_inbox_progress",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("inbox_seq", sa.BigInteger, nullable=False),
+)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL (readers never block the writer)."""
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(url, connect_args={"check_same_thread": False})
+
+        @sa_event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=10000")
+            cur.close()
+
+        return engine
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
+def get_checkpoint(session: Session, name: str) -> int:
+    value = session.scalar(sa.select(checkpoint.c.seq).where(checkpoint.c.name == name))
+    return int(value or 0)
+
+
+def set_checkpoint(session: Session, name: str, seq: int) -> None:
+    _upsert_max(session, checkpoint, checkpoint.c.name, name, checkpoint.c.seq, seq)
+
+
+def get_inbox_progress(session: Session, name: str) -> int:
+    value = session.scalar(
+        sa.select(inbox_progress.c.inbox_seq).where(inbox_progress.c.name == name)
+    )
+    return int(value or 0)
+
+
+def set_inbox_progress(session: Session, name: str, inbox_seq: int) -> None:
+    _upsert_max(
+        session, inbox_progress, inbox_progress.c.name, name, inbox_progress.c.inbox_seq, inbox_seq
+    )
+
+
+def get_subject_seq(session: Session, subject: str) -> int:
+    value = session.scalar(
+        sa.select(subject_seq.c.last_seq).where(subject_seq.c.subject == subject)
+    )
+    return int(value or 0)
+
+
+@dataclass(frozen=True)
+class IndexedEvent:
+    event_id: str
+    seq: int
+    type: str
+    subject: str
+
+
+def find_event(session: Session, event_id: str) -> IndexedEvent | None:
+    row = session.execute(
+        sa.select(event_index).where(event_index.c.event_id == event_id)
+    ).first()
+    return IndexedEvent(row.event_id, row.seq, row.type, row.subject) if row else None
+
+
+def index_event(session: Session, event_id: str, seq: int, event_type: str, subject: str) -> bool:
+    """Record an applied event; False if it was already recorded (then apply nothing)."""
+    if find_event(session, event_id) is not None:
+        return False
+    session.execute(
+        event_index.insert().values(event_id=event_id, seq=seq, type=event_type, subject=subject)
+    )
+    _upsert_max(session, subject_seq, subject_seq.c.subject, subject, subject_seq.c.last_seq, seq)
+    return True
+
+
+def _upsert_max(
+    session: Session,
+    table: sa.Table,
+    key_col: sa.Column[str],
+    key: str,
+    value_col: sa.Column[int],
+    value: int,
+) -> None:
+    """Set ``value_col`` to ``value`` for ``key`` unless it is already higher."""
+    current = session.scalar(sa.select(value_col).where(key_col == key))
+    if current is None:
+        session.execute(table.insert().values({key_col.name: key, value_col.name: value}))
+    elif value > current:
+        session.execute(table.update().where(key_col == key).values({value_col.name: value}))
