@@ -45,6 +45,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from shared.codec import FieldError, InvalidEvent, parse_submission, peek
+from shared.faults import crash_point
 from shared.events import EVENT_TYPES, EventBase, owner_of, with_recording
 from shared.follower import Apply, Follower, apply_once
 from shared.log import ConcurrencyConflict, EventLog, subject_of
@@ -81,6 +82,14 @@ class StateRules(Protocol):
     """A service's decision on state: every reason to refuse ``event`` (empty to accept)."""
 
     def __call__(self, session: Session, event: EventBase) -> list[FieldError]: ...
+
+
+def _timestamp(value: str | None) -> datetime | None:
+    try:
+        parsed = datetime.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+    return parsed if parsed is not None and parsed.tzinfo is not None else None
 
 
 @dataclass
@@ -188,7 +197,16 @@ class InboxProcessor:
                 except ServiceUnavailableError:
                     await asyncio.sleep(0.5)
                     continue
-                await self.process(msgs)
+                if not msgs:
+                    continue
+                try:
+                    await self.process(msgs)
+                except Exception:
+                    # Unacked, the batch comes back after ACK_WAIT, in order, and is decided
+                    # again idempotently (appended events answer their original seq).
+                    log.exception("%s: batch of %d failed; it will be redelivered",
+                                  self.owner, len(msgs))
+                    await asyncio.sleep(1.0)
         finally:
             await sub.unsubscribe()
 
@@ -217,12 +235,20 @@ class InboxProcessor:
             if self._decide_stateful(sub, event):
                 pending.append(sub)
         await self._flush(pending)
+        crash_point("after_append")
 
         with Session(self.engine) as session, session.begin():
             set_inbox_progress(session, self.consumer_name, subs[-1].inbox_seq)
         await self._answer(subs)
+        crash_point("after_receipts")
         for sub in subs:
             await sub.msg.ack()
+        decided = [s for s in subs if s.receipt is not None and not s.skip_receipt]
+        if decided:
+            accepted = sum(1 for s in decided if s.receipt and s.receipt.ok)
+            log.info("%s decided %d submission(s) (inbox seq %d-%d): %d accepted, %d refused",
+                     self.owner, len(decided), subs[0].inbox_seq, subs[-1].inbox_seq,
+                     accepted, len(decided) - accepted)
         return subs
 
     async def _mark_already_answered(self, subs: list[Submission], progress: int) -> None:
@@ -278,15 +304,35 @@ class InboxProcessor:
         return False
 
     def _decide_stateless(self, sub: Submission) -> EventBase | None:
-        """Schema and contract rules that need no state; None when refused."""
+        """Schema and contract rules that need no state; None when refused.
+
+        The contract checks run even when the schema fails, so a receipt lists every
+        reason (an unknown quartier *and* a bad enum), not only the first kind found.
+        """
         try:
             event = parse_submission(sub.msg.data)
         except InvalidEvent as exc:
-            body_type = peek(sub.msg.data, "type")
-            mismatch = [self._type_mismatch(sub, body_type)] if body_type not in (
-                None, sub.subject_type) else []
-            sub.reject(mismatch + exc.errors)
+            contract = self._contract_errors(
+                sub, peek(sub.msg.data, "type"), peek(sub.msg.data, "quartier"),
+                _timestamp(peek(sub.msg.data, "occurred_at")),
+            )
+            schema_fields = {e.field for e in exc.errors}
+            sub.reject([e for e in contract if e.field not in schema_fields] + exc.errors)
             return None
+        errors = self._contract_errors(sub, event.type, event.quartier, event.occurred_at)
+        if errors:
+            sub.reject(errors, str(event.event_id))
+            return None
+        return with_recording(event, source=sub.source, recorded_at=self.now())
+
+    def _contract_errors(
+        self,
+        sub: Submission,
+        body_type: str | None,
+        quartier: str | None,
+        occurred_at: datetime | None,
+    ) -> list[FieldError]:
+        """CONTRACT 1.1/2 rules on source, type, quartier and time (None: not known)."""
         errors: list[FieldError] = []
         s = self.settings
         if sub.source not in s.sources:
@@ -298,44 +344,41 @@ class InboxProcessor:
                 )
             )
         allowed = s.source_types.get(sub.source)
-        if allowed is not None and event.type not in allowed:
+        if allowed is not None and sub.subject_type not in allowed:
             errors.append(
                 FieldError(
-                    "type", f"source {sub.source!r} may not submit {event.type}", "not_allowed"
+                    "type",
+                    f"source {sub.source!r} may not submit {sub.subject_type}",
+                    "not_allowed",
                 )
             )
-        if event.type != sub.subject_type:
-            errors.append(self._type_mismatch(sub, event.type))
-        if event.quartier not in s.quartiers:
+        if body_type is not None and body_type != sub.subject_type:
+            errors.append(
+                FieldError(
+                    "type",
+                    f"body says {body_type} but it was submitted on {sub.msg.subject}",
+                    "type_mismatch",
+                )
+            )
+        if quartier is not None and quartier not in s.quartiers:
             errors.append(
                 FieldError(
                     "quartier",
-                    f"unknown quartier {event.quartier!r}; configured: " + ", ".join(s.quartiers),
+                    f"unknown quartier {quartier!r}; configured: " + ", ".join(s.quartiers),
                     "unknown_quartier",
                 )
             )
         limit = sub.received_at + timedelta(seconds=s.max_future_seconds)
-        if event.occurred_at > limit:
+        if occurred_at is not None and occurred_at > limit:
             errors.append(
                 FieldError(
                     "occurred_at",
-                    f"{event.occurred_at.isoformat()} is more than {s.max_future_seconds // 60}"
+                    f"{occurred_at.isoformat()} is more than {s.max_future_seconds // 60}"
                     f" minutes after the submission was received ({sub.received_at.isoformat()})",
                     "in_future",
                 )
             )
-        if errors:
-            sub.reject(errors, str(event.event_id))
-            return None
-        return with_recording(event, source=sub.source, recorded_at=self.now())
-
-    @staticmethod
-    def _type_mismatch(sub: Submission, body_type: str | None) -> FieldError:
-        return FieldError(
-            "type",
-            f"body says {body_type} but it was submitted on {sub.msg.subject}",
-            "type_mismatch",
-        )
+        return errors
 
     def _decide_stateful(self, sub: Submission, event: EventBase) -> bool:
         """Idempotency and the service's rules; True when the event must be appended."""

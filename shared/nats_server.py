@@ -70,6 +70,9 @@ def start(store_dir: Path, port: int, http_port: int | None = None,
     """Start nats-server with JetStream and wait until it accepts connections."""
     conf = write_config(store_dir, port, http_port)
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen([str(binary()), "-c", str(conf)], stdout=out, stderr=out)
+    # Its own session: a Ctrl-C meant for the runner must not stop the server before the services.
+    proc = subprocess.Popen(
+        [str(binary()), "-c", str(conf)], stdout=out, stderr=out, start_new_session=True
+    )
     wait_for_port(port, proc=proc)
     return proc

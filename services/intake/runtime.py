@@ -83,5 +83,8 @@ class IntakeRuntime:
                 log.exception("inbox processor stopped with an error")
         await self.follower.stop()
         await self.client.close()
-        await self.nc.drain()
+        try:
+            await self.nc.drain()
+        except Exception:  # reconnecting or closed: nothing left to flush
+            await self.nc.close()
         self.engine.dispose()

@@ -159,3 +159,29 @@ async def test_an_old_envie_version_is_upcast(intake: IntakeRuntime, client: Sub
     assert r.ok
     logged = json.loads((await js.get_msg(EVENTS_STREAM, r.seq)).data)
     assert logged["schema_version"] == 2 and logged["data"]["place"] is None
+
+
+async def test_a_receipt_lists_every_reason_schema_and_contract(
+    intake: IntakeRuntime, client: SubmitClient
+):
+    doc = factories.submission(quartier="QN00000X", occurred_at="2099-01-01T00:00:00+01:00",
+                               data={"theme": "meteo"})
+    r = await client.submit(doc)
+    assert {(e.field, e.code) for e in r.errors} == {
+        ("quartier", "unknown_quartier"), ("occurred_at", "in_future"), ("data.theme", "enum")}
+
+
+async def test_a_source_may_be_limited_to_some_types(nats_srv, js, nc, database_url):
+    from tests.integration.intake_fixtures import intake_settings
+
+    settings = intake_settings(nats_srv.url, database_url,
+                               source_types='{"partner-b": ["EnvieRecorded"]}')
+    rt = await IntakeRuntime.start(settings)
+    try:
+        partner = SubmitClient(nc, "partner-b")
+        assert (await partner.submit(factories.submission())).ok
+        r = await partner.submit(factories.submission("PorteurRegistered"))
+        assert [e.code for e in r.errors] == ["not_allowed"]
+        await partner.close()
+    finally:
+        await rt.stop()

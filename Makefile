@@ -1,0 +1,48 @@
+# Two commands: `make run` and `make test`. Both set up .venv themselves.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: run test test-slow install lint docs bench clean help
+
+help:
+	@echo "make run        set up .venv and run the whole system (nats-server, streams, services)"
+	@echo "make test       set up .venv and run the tests (real nats-server, SQLite, PostgreSQL if reachable)"
+	@echo "make test-slow  the long soak/load tests too"
+	@echo "make lint       ruff and mypy"
+	@echo "make docs       regenerate docs/ (JSON Schemas, AsyncAPI, event catalogue)"
+	@echo "make bench      benchmarks (bench/), each printing its table"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' \
+		|| { echo "Install Python 3.11 (Debian: apt-get install python3.11 python3.11-venv)"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) \
+		|| { echo "python -m venv failed: on Debian, apt-get install python3.11-venv"; exit 1; }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/fph-run
+
+test: install
+	$(BIN)/python -m pytest
+
+test-slow: install
+	$(BIN)/python -m pytest -m slow
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy shared services bench
+
+docs: install
+	$(BIN)/fph-docs
+
+bench: install
+	$(BIN)/python -m bench.ingest
+
+clean:
+	rm -rf $(VENV) .var .pytest_cache .mypy_cache .ruff_cache
