@@ -77,19 +77,19 @@ async def _provision(url: str) -> None:
         await nc.drain()
 
 
-def _wait_healthy(spec: ServiceSpec, proc: subprocess.Popen[bytes], timeout: float) -> None:
+def _wait_healthy(port: int, name: str, proc: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
-    url = f"http://127.0.0.1:{spec.port}/health"
+    url = f"http://127.0.0.1:{port}/health"
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{spec.name} exited with code {proc.returncode} (see its log above)")
+            raise RuntimeError(f"{name} exited with code {proc.returncode} (see its log above)")
         try:
             if httpx.get(url, timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
-    raise TimeoutError(f"{spec.name} not healthy at {url} after {timeout}s")
+    raise TimeoutError(f"{name} not healthy at {url} after {timeout}s")
 
 
 def _stop(name: str, proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
@@ -141,18 +141,19 @@ def main(argv: list[str] | None = None) -> None:
         env = {**os.environ, "FPH_NATS_URL": nats_url, "PYTHONUNBUFFERED": "1"}
         settings = CommonSettings(nats_url=nats_url)
         specs = available_services()
+        ports: dict[str, int] = {}
         for spec in specs:
             env.setdefault(f"{spec.env_prefix}DATABASE_URL", f"sqlite:///{data / spec.name}.db")
-            env.setdefault(f"{spec.env_prefix}PORT", str(spec.port))
+            ports[spec.name] = int(env.setdefault(f"{spec.env_prefix}PORT", str(spec.port)))
             proc = _spawn(spec.name, [sys.executable, "-m", spec.module], env)
             children.append((spec.name, proc))
-            _wait_healthy(spec, proc, timeout=60)
+            _wait_healthy(ports[spec.name], spec.name, proc, timeout=60)
         print()
         print("FPH platform running. Quartiers:", ", ".join(settings.quartiers),
               "| sources:", ", ".join(settings.sources))
         print(f"  NATS            {nats_url}  (monitoring http://127.0.0.1:{args.nats_http_port})")
         for spec in specs:
-            base = f"http://127.0.0.1:{spec.port}"
+            base = f"http://127.0.0.1:{ports[spec.name]}"
             print(f"  {spec.name:<15} {base}/docs   {base}/health   {base}/metrics")
         print("Submit events with the README's example; Ctrl-C stops everything.\n")
         while not stopping:
