@@ -1,13 +1,13 @@
 """Submit one good envie and one bad one, and print their receipts (the README's example).
 
-    .venv/bin/python examples/submit_envie.py            # against `make run`
-    FPH_NATS_URL=nats://host:4222 .venv/bin/python examples/submit_envie.py
+.venv/bin/python examples/submit_envie.py            # against `make run`
+FPH_NATS_URL=nats://host:4222 .venv/bin/python examples/submit_envie.py
 """
 
 import asyncio
 import os
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from shared.client import SubmitClient
 
@@ -20,7 +20,7 @@ async def main() -> None:
             "event_id": str(uuid.uuid4()),
             "type": "EnvieRecorded",
             "schema_version": 1,
-            "occurred_at": datetime.now(timezone.utc).isoformat(),
+            "occurred_at": datetime.now(UTC).isoformat(),
             "quartier": "QN09301M",
             "aggregate_id": uuid.uuid4().hex,
             "correlation_id": None,
@@ -36,8 +36,12 @@ async def main() -> None:
         receipt = await client.submit(envie)
         print("good envie:", receipt.as_dict())
 
-        bad = {**envie, "event_id": str(uuid.uuid4()), "quartier": "QN00000X",
-               "data": {**envie["data"], "theme": "meteo"}}
+        bad = {
+            **envie,
+            "event_id": str(uuid.uuid4()),
+            "quartier": "QN00000X",
+            "data": {**envie["data"], "theme": "meteo"},
+        }
         receipt = await client.submit(bad)
         print("bad envie: ", receipt.as_dict())
 

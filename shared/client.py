@@ -100,9 +100,7 @@ class SubmitClient:
         )
         return int(ack.seq)
 
-    async def submit(
-        self, event: Mapping[str, Any] | EventBase, timeout: float = 30.0
-    ) -> Receipt:
+    async def submit(self, event: Mapping[str, Any] | EventBase, timeout: float = 30.0) -> Receipt:
         """Submit one event (dict or model) and wait for its receipt."""
         if isinstance(event, EventBase):
             event_type, payload = event.type, event.to_json()
@@ -142,4 +140,4 @@ class SubmitClient:
             )
         except NotFoundError:
             return None
-        return Receipt.from_json(msg.data)
+        return Receipt.from_json(msg.data or b"")

@@ -133,7 +133,9 @@ def _load(raw: bytes) -> dict[str, Any]:
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidEvent([FieldError("(body)", f"not valid UTF-8 JSON: {exc}", "not_json")])
+        raise InvalidEvent(
+            [FieldError("(body)", f"not valid UTF-8 JSON: {exc}", "not_json")]
+        ) from None
     if not isinstance(doc, dict):
         raise InvalidEvent(
             [FieldError("(body)", f"must be a JSON object, got {type(doc).__name__}", "not_object")]
@@ -149,7 +151,7 @@ def _validate(doc: dict[str, Any]) -> EventBase:
 
 
 def parse_submission(raw: bytes) -> EventBase:
-    """Parse a submitted event: ``recorded_at`` and ``source`` are dropped (the service sets them)."""
+    """Parse a submitted event; ``recorded_at`` and ``source`` are dropped (set by the service)."""
     doc = _load(raw)
     for name in SUBMISSION_ONLY_FIELDS:
         doc.pop(name, None)

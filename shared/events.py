@@ -517,7 +517,7 @@ def owner_of(event_type: str) -> str | None:
 
 def types_owned_by(owner: str) -> list[str]:
     """Event types one service owns, in catalogue order."""
-    return [c.__name__ for c in EVENT_CLASSES if c.OWNER == owner]
+    return [c.__name__ for c in EVENT_CLASSES if owner == c.OWNER]
 
 
 def with_recording(event: EventBase, *, source: str, recorded_at: datetime) -> EventBase:

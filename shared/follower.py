@@ -10,6 +10,7 @@ the state once, whatever the crashes and redeliveries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Collection
 
@@ -70,10 +71,8 @@ class Follower:
     async def stop(self) -> None:
         if self._task:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
 
     async def wait_for(self, seq: int, timeout: float = 60.0) -> None:
         """Return once every event up to ``seq`` is applied (raise TimeoutError after timeout)."""

@@ -32,8 +32,7 @@ def keep_refused_requests(app: FastAPI, js: Callable[[], JetStreamContext], sour
     @app.exception_handler(RequestValidationError)
     async def refused(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
-            FieldError(_field(tuple(e["loc"])), str(e["msg"]), str(e["type"]))
-            for e in exc.errors()
+            FieldError(_field(tuple(e["loc"])), str(e["msg"]), str(e["type"])) for e in exc.errors()
         ]
         route = request.scope.get("route")
         event_type = getattr(route, "name", None)

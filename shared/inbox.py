@@ -36,17 +36,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js import api as js_api
-from nats.js.errors import NotFoundError
-from nats.js.errors import ServiceUnavailableError
-from nats.errors import TimeoutError as NatsTimeout
+from nats.js.errors import NotFoundError, ServiceUnavailableError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from shared.codec import FieldError, InvalidEvent, parse_submission, peek
-from shared.faults import crash_point
 from shared.events import EVENT_TYPES, EventBase, owner_of, with_recording
+from shared.faults import crash_point
 from shared.follower import Apply, Follower, apply_once
 from shared.log import ConcurrencyConflict, EventLog, subject_of
 from shared.receipts import Receipt
@@ -204,8 +203,9 @@ class InboxProcessor:
                 except Exception:
                     # Unacked, the batch comes back after ACK_WAIT, in order, and is decided
                     # again idempotently (appended events answer their original seq).
-                    log.exception("%s: batch of %d failed; it will be redelivered",
-                                  self.owner, len(msgs))
+                    log.exception(
+                        "%s: batch of %d failed; it will be redelivered", self.owner, len(msgs)
+                    )
                     await asyncio.sleep(1.0)
         finally:
             await sub.unsubscribe()
@@ -246,9 +246,15 @@ class InboxProcessor:
         decided = [s for s in subs if s.receipt is not None and not s.skip_receipt]
         if decided:
             accepted = sum(1 for s in decided if s.receipt and s.receipt.ok)
-            log.info("%s decided %d submission(s) (inbox seq %d-%d): %d accepted, %d refused",
-                     self.owner, len(decided), subs[0].inbox_seq, subs[-1].inbox_seq,
-                     accepted, len(decided) - accepted)
+            log.info(
+                "%s decided %d submission(s) (inbox seq %d-%d): %d accepted, %d refused",
+                self.owner,
+                len(decided),
+                subs[0].inbox_seq,
+                subs[-1].inbox_seq,
+                accepted,
+                len(decided) - accepted,
+            )
         return subs
 
     async def _mark_already_answered(self, subs: list[Submission], progress: int) -> None:
@@ -258,8 +264,9 @@ class InboxProcessor:
         for sub, exists in zip(maybe, found, strict=True):
             if exists:
                 sub.skip_receipt = True
-                log.info("inbox seq %d was answered before a restart: not answered again",
-                         sub.inbox_seq)
+                log.info(
+                    "inbox seq %d was answered before a restart: not answered again", sub.inbox_seq
+                )
 
     async def _receipt_exists(self, sub: Submission) -> bool:
         try:
@@ -313,7 +320,9 @@ class InboxProcessor:
             event = parse_submission(sub.msg.data)
         except InvalidEvent as exc:
             contract = self._contract_errors(
-                sub, peek(sub.msg.data, "type"), peek(sub.msg.data, "quartier"),
+                sub,
+                peek(sub.msg.data, "type"),
+                peek(sub.msg.data, "quartier"),
                 _timestamp(peek(sub.msg.data, "occurred_at")),
             )
             schema_fields = {e.field for e in exc.errors}
@@ -431,8 +440,11 @@ class InboxProcessor:
                     sub.accept(str(sub.event.event_id), result.seq)
             if not conflicted:
                 return
-            log.info("%d append(s) met a concurrent writer (attempt %d): catching up",
-                     len(conflicted), attempt + 1)
+            log.info(
+                "%d append(s) met a concurrent writer (attempt %d): catching up",
+                len(conflicted),
+                attempt + 1,
+            )
             await self.follower.caught_up()
             pending = []
             for sub in conflicted:
@@ -448,10 +460,13 @@ class InboxProcessor:
     async def _answer(self, subs: list[Submission]) -> None:
         """Keep refused bytes, then publish one receipt per decided submission."""
         answered = [s for s in subs if s.receipt is not None and not s.skip_receipt]
+        self._count(answered)  # before the receipts: whoever reads one sees it counted
         await asyncio.gather(
             *(self._keep_rejected(s) for s in answered if s.receipt and not s.receipt.ok)
         )
         await asyncio.gather(*(self._publish_receipt(s) for s in answered))
+
+    def _count(self, answered: list[Submission]) -> None:
         for sub in answered:
             assert sub.receipt is not None
             # Label by catalogue type only: a partner's typo must not create a metric series.
@@ -478,8 +493,9 @@ class InboxProcessor:
             "Fph-Inbox-Subject": sub.msg.subject,
             "Fph-Errors": json.dumps(sub.receipt.error_dicts(), ensure_ascii=False),
         }
-        await self.js.publish(rejected_subject(sub.source, type_token), sub.msg.data,
-                              headers=headers)
+        await self.js.publish(
+            rejected_subject(sub.source, type_token), sub.msg.data, headers=headers
+        )
 
     async def _publish_receipt(self, sub: Submission) -> None:
         assert sub.receipt is not None

@@ -176,9 +176,7 @@ def append_headers(event: EventBase, expected_last_subject_seq: int | None) -> d
         EVENT_TYPE_HEADER: event.type,
     }
     if expected_last_subject_seq is not None:
-        headers[js_api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value] = str(
-            expected_last_subject_seq
-        )
+        headers[js_api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value] = str(expected_last_subject_seq)
     return headers
 
 
@@ -214,7 +212,9 @@ class EventLog:
     async def _already_there(self, event: EventBase, conflict: ConcurrencyConflict) -> Appended:
         """JetStream checks the expected sequence before dedup: a conflicting append may be
         this very event appended earlier. Then it is a duplicate; otherwise a real conflict."""
-        for msg in await self.read_aggregate(event.quartier, event.AGGREGATE.value, event.aggregate_id):
+        for msg in await self.read_aggregate(
+            event.quartier, event.AGGREGATE.value, event.aggregate_id
+        ):
             if (msg.headers or {}).get(js_api.Header.MSG_ID.value) == str(event.event_id):
                 return Appended(seq=msg.metadata.sequence.stream, duplicate=True)
         raise conflict

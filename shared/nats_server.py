@@ -51,7 +51,9 @@ def write_config(store_dir: Path, port: int, http_port: int | None = None) -> Pa
     return conf
 
 
-def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_for_port(
+    port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
     """Block until something listens on 127.0.0.1:port, or raise."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -65,8 +67,9 @@ def wait_for_port(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes
     raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
-def start(store_dir: Path, port: int, http_port: int | None = None,
-          log_file: Path | None = None) -> subprocess.Popen[bytes]:
+def start(
+    store_dir: Path, port: int, http_port: int | None = None, log_file: Path | None = None
+) -> subprocess.Popen[bytes]:
     """Start nats-server with JetStream and wait until it accepts connections."""
     conf = write_config(store_dir, port, http_port)
     out = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115

@@ -33,12 +33,17 @@ def main(argv: list[str] | None = None) -> None:
         " FPH_RECEIPTS, FPH_REJECTED) if missing. An existing stream whose settings differ"
         " is reported, never changed.",
     )
-    parser.add_argument("--nats-url", default=CommonSettings().nats_url,
-                        help="NATS URL (default: FPH_NATS_URL)")
-    parser.add_argument("--replicas", type=int, default=1,
-                        help="stream replicas (3 on a clustered deployment)")
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 when an existing stream differs from the contract")
+    parser.add_argument(
+        "--nats-url", default=CommonSettings().nats_url, help="NATS URL (default: FPH_NATS_URL)"
+    )
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="stream replicas (3 on a clustered deployment)"
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when an existing stream differs from the contract",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     sys.exit(asyncio.run(_run(args.nats_url, args.replicas, args.check)))

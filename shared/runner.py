@@ -61,7 +61,11 @@ def _pump(name: str, stream: object) -> None:
 
 def _spawn(name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=ROOT,
+        cmd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
         start_new_session=True,  # Ctrl-C reaches the runner only; it stops children in order
     )
     threading.Thread(target=_pump, args=(name, proc.stdout), daemon=True).start()
@@ -112,20 +116,33 @@ def main(argv: list[str] | None = None) -> None:
         " process on SQLite (DATA_DIR/<service>.db). Ctrl-C stops everything. FPH_* variables"
         " (FPH_QUARTIERS, FPH_SOURCES, ...) are passed to the services.",
     )
-    parser.add_argument("--data-dir", type=Path, default=ROOT / ".var",
-                        help="where the log and the databases live (default .var/)")
-    parser.add_argument("--nats-port", type=int, default=int(os.environ.get("FPH_RUN_NATS_PORT", 4333)),
-                        help="NATS client port (default 4333; 4222 is left to any system NATS)")
-    parser.add_argument("--nats-http-port", type=int, default=8222,
-                        help="NATS monitoring port (default 8222)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=ROOT / ".var",
+        help="where the log and the databases live (default .var/)",
+    )
+    parser.add_argument(
+        "--nats-port",
+        type=int,
+        default=int(os.environ.get("FPH_RUN_NATS_PORT", 4333)),
+        help="NATS client port (default 4333; 4222 is left to any system NATS)",
+    )
+    parser.add_argument(
+        "--nats-http-port", type=int, default=8222, help="NATS monitoring port (default 8222)"
+    )
     args = parser.parse_args(argv)
 
     data: Path = args.data_dir
     (data / "logs").mkdir(parents=True, exist_ok=True)
     nats_url = f"nats://127.0.0.1:{args.nats_port}"
     print(f"starting nats-server {nats_server.binary()} on {nats_url} (data in {data / 'nats'})")
-    server = nats_server.start(data / "nats", args.nats_port, args.nats_http_port,
-                               log_file=data / "logs" / "nats-server.log")
+    server = nats_server.start(
+        data / "nats",
+        args.nats_port,
+        args.nats_http_port,
+        log_file=data / "logs" / "nats-server.log",
+    )
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     stopping = False
 
@@ -149,8 +166,12 @@ def main(argv: list[str] | None = None) -> None:
             children.append((spec.name, proc))
             _wait_healthy(ports[spec.name], spec.name, proc, timeout=60)
         print()
-        print("FPH platform running. Quartiers:", ", ".join(settings.quartiers),
-              "| sources:", ", ".join(settings.sources))
+        print(
+            "FPH platform running. Quartiers:",
+            ", ".join(settings.quartiers),
+            "| sources:",
+            ", ".join(settings.sources),
+        )
         print(f"  NATS            {nats_url}  (monitoring http://127.0.0.1:{args.nats_http_port})")
         for spec in specs:
             base = f"http://127.0.0.1:{ports[spec.name]}"

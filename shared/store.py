@@ -108,9 +108,7 @@ class IndexedEvent:
 
 
 def find_event(session: Session, event_id: str) -> IndexedEvent | None:
-    row = session.execute(
-        sa.select(event_index).where(event_index.c.event_id == event_id)
-    ).first()
+    row = session.execute(sa.select(event_index).where(event_index.c.event_id == event_id)).first()
     return IndexedEvent(row.event_id, row.seq, row.type, row.subject) if row else None
 
 

@@ -17,7 +17,9 @@ from nats.js import JetStreamContext
 from shared import nats_server
 from shared.log import provision
 
-POSTGRES_URL = os.environ.get("FPH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get(
+    "FPH_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
 
 @pytest.fixture

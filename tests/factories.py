@@ -26,6 +26,34 @@ DATA: dict[str, dict[str, Any]] = {
         "expected_participants": 30,
         "co_funding": [],
     },
+    "ProjectAccompanied": {
+        "title": "un jardin partagé",
+        "envie_ids": ["e1"],
+        "porteur_ids": ["po1"],
+        "partner": "cs-nord",
+        "stage": "emergence",
+    },
+    "CommitteeDecided": {
+        "decision": "approved",
+        "amount_approved_cents": 50000,
+        "votes": {"for": 5, "against": 1, "abstain": 1},
+        "members_present": 7,
+        "residents_present": 4,
+    },
+    "GrantRefused": {"project_id": "p1", "reason": "no_envelope"},
+    "GrantPaid": {"grant_id": "g1", "amount_cents": 20000},
+    "GrantSettled": {"grant_id": "g1", "spent_cents": 45000, "returned_cents": 5000},
+    # aggregate_id must be envelope_id(year, quartier): pass aggregate_id="FPH-2026-QN09301M".
+    "EnvelopeOpened": {
+        "year": 2026,
+        "amount_cents": 1000000,
+        "cap_per_project_cents": 200000,
+        "funders": [{"funder": "ville", "amount_cents": 1000000}],
+    },
+    "EnvelopeToppedUp": {"amount_cents": 100000, "funder": "bailleur"},
+    "ProjectCompleted": {"outcome": "achieved", "participants": 25},
+    "ImpactAssessed": {"scores": {"3": 2, "4": 5, "5": 10}},
+    "MobilisationRecorded": {"mechanisms": ["ecole", "affichage"]},
 }
 
 

@@ -33,7 +33,9 @@ class RecordEnvie(BaseModel):
     quartier: str = Field(examples=["QN09301M"])
     channel: Channel
     theme: Theme
-    summary: str = Field(min_length=1, max_length=2000, examples=["Un jardin partagé au pied des tours"])
+    summary: str = Field(
+        min_length=1, max_length=2000, examples=["Un jardin partagé au pied des tours"]
+    )
     wants_to_carry: bool = False
     porteur_id: str | None = None
     place: str | None = Field(default=None, max_length=200, examples=["Permanence du mardi"])
@@ -126,8 +128,14 @@ async def record_envie(body: RecordEnvie, request: Request) -> JSONResponse:
         "wants_to_carry": body.wants_to_carry,
         "place": body.place,
     }
-    event = _event("EnvieRecorded", body.quartier, body.envie_id or uuid.uuid4().hex, data,
-                   body.occurred_at, body.event_id)
+    event = _event(
+        "EnvieRecorded",
+        body.quartier,
+        body.envie_id or uuid.uuid4().hex,
+        data,
+        body.occurred_at,
+        body.event_id,
+    )
     return (await _submit(_rt(request), event))[1]
 
 
@@ -144,10 +152,17 @@ async def close_envie(envie_id: str, body: CloseEnvie, request: Request) -> JSON
     with Session(rt.engine) as session:
         envie = store.envie_state(session, envie_id)
     if envie is None:
-        raise HTTPException(404, {"errors": [{"field": "envie_id",
-                                              "message": f"unknown envie {envie_id!r}"}]})
-    event = _event("EnvieClosed", envie.quartier, envie_id, {"reason": body.reason.value},
-                   body.occurred_at, body.event_id)
+        raise HTTPException(
+            404, {"errors": [{"field": "envie_id", "message": f"unknown envie {envie_id!r}"}]}
+        )
+    event = _event(
+        "EnvieClosed",
+        envie.quartier,
+        envie_id,
+        {"reason": body.reason.value},
+        body.occurred_at,
+        body.event_id,
+    )
     return (await _submit(rt, event))[1]
 
 
@@ -163,8 +178,9 @@ async def register_porteur(body: RegisterPorteur, request: Request) -> JSONRespo
     rt = _rt(request)
     porteur_id = uuid.uuid4().hex
     data = {"age_band": body.age_band.value, "gender": body.gender.value}
-    event = _event("PorteurRegistered", body.quartier, porteur_id, data, body.occurred_at,
-                   body.event_id)
+    event = _event(
+        "PorteurRegistered", body.quartier, porteur_id, data, body.occurred_at, body.event_id
+    )
     receipt, response = await _submit(rt, event)
     if receipt is not None and receipt.ok:
         with Session(rt.engine) as session, session.begin():
@@ -220,7 +236,9 @@ def erase_identity(porteur_id: str, request: Request) -> dict[str, Any]:
         )
         if known is None:
             raise HTTPException(404, f"unknown porteur {porteur_id!r}")
-        session.execute(store.identities.delete().where(store.identities.c.porteur_id == porteur_id))
+        session.execute(
+            store.identities.delete().where(store.identities.c.porteur_id == porteur_id)
+        )
         already = session.scalar(
             sa.select(store.erasures.c.erased_at).where(store.erasures.c.porteur_id == porteur_id)
         )
@@ -244,8 +262,15 @@ def list_envies(
         if quartier not in rt.settings.quartiers:
             raise HTTPException(
                 422,
-                {"errors": [{"field": "quartier", "message": f"unknown quartier {quartier!r};"
-                             " configured: " + ", ".join(rt.settings.quartiers)}]},
+                {
+                    "errors": [
+                        {
+                            "field": "quartier",
+                            "message": f"unknown quartier {quartier!r};"
+                            " configured: " + ", ".join(rt.settings.quartiers),
+                        }
+                    ]
+                },
             )
         q = q.where(store.envies.c.quartier == quartier)
     if status == "open":

@@ -32,6 +32,7 @@ def create_app(settings: IntakeSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(router)
-    keep_refused_requests(app, lambda: app.state.runtime.nc.jetstream(),
-                          settings.intake_desk_source)
+    keep_refused_requests(
+        app, lambda: app.state.runtime.nc.jetstream(), settings.intake_desk_source
+    )
     return app

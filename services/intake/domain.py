@@ -91,14 +91,15 @@ def decide_porteur_registered(
     return [
         FieldError(
             "aggregate_id",
-            f"porteur {existing.porteur_id!r} is already registered (quartier"
-            f" {existing.quartier})",
+            f"porteur {existing.porteur_id!r} is already registered (quartier {existing.quartier})",
             "already_exists",
         )
     ]
 
 
-def decide(event: EventBase, envie: EnvieState | None, porteur: PorteurState | None) -> list[FieldError]:
+def decide(
+    event: EventBase, envie: EnvieState | None, porteur: PorteurState | None
+) -> list[FieldError]:
     """Every reason to refuse ``event`` given the aggregate's current state."""
     if isinstance(event, EnvieRecorded):
         return decide_envie_recorded(event, envie)

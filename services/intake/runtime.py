@@ -40,9 +40,7 @@ class IntakeRuntime:
     @classmethod
     async def start(cls, settings: IntakeSettings) -> IntakeRuntime:
         """Connect, create tables, catch up with the log, then decide submissions."""
-        nc = await nats.connect(
-            settings.nats_url, name="fph-intake", max_reconnect_attempts=-1
-        )
+        nc = await nats.connect(settings.nats_url, name="fph-intake", max_reconnect_attempts=-1)
         js = nc.jetstream()
         await require_streams(js)
         engine = make_engine(settings.intake_database_url)

@@ -12,11 +12,10 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from services.intake import domain
 from shared.codec import FieldError
 from shared.events import EnvieClosed, EnvieRecorded, EventBase, PorteurRegistered
 from shared.store import metadata
-
-from services.intake import domain
 
 envies = sa.Table(
     "intake_envies",
@@ -114,8 +113,9 @@ def apply(session: Session, event: EventBase, seq: int) -> None:
         session.execute(
             envies.update()
             .where(envies.c.envie_id == event.aggregate_id)
-            .values(closed_reason=event.data.reason.value, closed_at=event.occurred_at,
-                    closed_seq=seq)
+            .values(
+                closed_reason=event.data.reason.value, closed_at=event.occurred_at, closed_seq=seq
+            )
         )
     elif isinstance(event, PorteurRegistered):
         if porteur_state(session, event.aggregate_id) is not None:

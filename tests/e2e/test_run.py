@@ -18,14 +18,28 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_runner_starts_everything_and_the_readme_example_works(tmp_path: Path) -> None:
     nats_port, intake_port = free_port(), free_port()
-    env = {**os.environ, "FPH_RUN_NATS_PORT": str(nats_port),
-           "FPH_INTAKE_PORT": str(intake_port), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "FPH_RUN_NATS_PORT": str(nats_port),
+        "FPH_INTAKE_PORT": str(intake_port),
+        "PYTHONUNBUFFERED": "1",
+    }
     log = tmp_path / "run.log"
     with open(log, "wb") as out:
         runner = subprocess.Popen(
-            [sys.executable, "-m", "shared.runner", "--data-dir", str(tmp_path / "var"),
-             "--nats-http-port", str(free_port())],
-            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "shared.runner",
+                "--data-dir",
+                str(tmp_path / "var"),
+                "--nats-http-port",
+                str(free_port()),
+            ],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     try:
         deadline = time.monotonic() + 60
@@ -38,10 +52,12 @@ def test_the_runner_starts_everything_and_the_readme_example_works(tmp_path: Pat
         assert httpx.get(f"http://127.0.0.1:{intake_port}/health").status_code == 200
 
         example = subprocess.run(
-            [sys.executable, "examples/submit_envie.py"], cwd=ROOT, capture_output=True,
-            text=True, timeout=60,
-            env={**env, "FPH_NATS_URL": f"nats://127.0.0.1:{nats_port}",
-                 "PYTHONPATH": str(ROOT)},
+            [sys.executable, "examples/submit_envie.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**env, "FPH_NATS_URL": f"nats://127.0.0.1:{nats_port}", "PYTHONPATH": str(ROOT)},
         )
         assert example.returncode == 0, example.stderr
         good, bad = example.stdout.splitlines()

@@ -2,16 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-from nats.aio.client import Client as NATS
-from nats.js import JetStreamContext
-
-from services.intake.runtime import IntakeRuntime
 from services.intake.settings import IntakeSettings
-from shared.client import SubmitClient
-from tests.conftest import NatsServer
 
 SOURCES = "city,centre-social-nord,demo,partner-b"
 
@@ -25,20 +16,3 @@ def intake_settings(nats_url: str, database_url: str, **overrides: object) -> In
     }
     values.update(overrides)
     return IntakeSettings(**values)  # type: ignore[arg-type]
-
-
-@pytest.fixture
-async def intake(
-    nats_srv: NatsServer, js: JetStreamContext, database_url: str
-) -> AsyncIterator[IntakeRuntime]:
-    rt = await IntakeRuntime.start(intake_settings(nats_srv.url, database_url))
-    yield rt
-    await rt.stop()
-
-
-@pytest.fixture
-async def client(nc: NATS, js: JetStreamContext) -> AsyncIterator[SubmitClient]:
-    c = SubmitClient(nc, "centre-social-nord")
-    await c.start()
-    yield c
-    await c.close()

@@ -30,14 +30,21 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, wait: bool = True, **extra_env: str) -> ServiceProcess:
-        env = {**os.environ, **self.env, f"FPH_{self.name.upper()}_PORT": str(self.port),
-               "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            **self.env,
+            f"FPH_{self.name.upper()}_PORT": str(self.port),
+            "PYTHONUNBUFFERED": "1",
+        }
         env.pop("FPH_FAULT", None)
         env.update(extra_env)
         log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"services.{self.name}"], env=env, cwd=ROOT,
-            stdout=log, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", f"services.{self.name}"],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         if wait:
             self.wait_healthy()

@@ -43,7 +43,9 @@ async def all_messages(js: JetStreamContext, stream: str) -> list:
     info = await js.stream_info(stream)
     if info.state.messages == 0:
         return []
-    return [await js.get_msg(stream, s) for s in range(info.state.first_seq, info.state.last_seq + 1)]
+    return [
+        await js.get_msg(stream, s) for s in range(info.state.first_seq, info.state.last_seq + 1)
+    ]
 
 
 async def wait_for_receipts(js: JetStreamContext, n: int, timeout: float = 120.0) -> None:
@@ -65,8 +67,9 @@ async def wait_inbox_drained(js: JetStreamContext, timeout: float = 60.0) -> Non
         if info.num_pending == 0 and info.num_ack_pending == 0:
             return
         if loop.time() > deadline:
-            raise TimeoutError(f"inbox not drained: {info.num_pending} pending, "
-                               f"{info.num_ack_pending} unacked")
+            raise TimeoutError(
+                f"inbox not drained: {info.num_pending} pending, {info.num_ack_pending} unacked"
+            )
         await asyncio.sleep(0.2)
 
 
@@ -75,9 +78,14 @@ def burst(n: int) -> list[dict]:
     docs: list[dict] = []
     for i in range(n):
         if i % 10 == 9:
-            docs.append(factories.submission(
-                "EnvieClosed", aggregate_id=docs[i - 5]["aggregate_id"],
-                quartier=docs[i - 5]["quartier"], occurred_at="2026-04-01T10:00:00+02:00"))
+            docs.append(
+                factories.submission(
+                    "EnvieClosed",
+                    aggregate_id=docs[i - 5]["aggregate_id"],
+                    quartier=docs[i - 5]["quartier"],
+                    occurred_at="2026-04-01T10:00:00+02:00",
+                )
+            )
         else:
             docs.append(factories.submission(quartier=("QN09301M", "QN09302M")[i % 2]))
     return docs
@@ -212,19 +220,34 @@ async def test_deleting_the_database_rebuilds_state_but_erased_identities_stay_e
     intake = intake_process(nats_srv, f"sqlite:///{db}", tmp_path).start()
     try:
         async with httpx.AsyncClient(base_url=intake.url, timeout=30) as http:
-            r = await http.post("/envies", json={"quartier": "QN09301M", "channel": "permanence",
-                                                 "theme": "sport", "summary": "un city stade",
-                                                 "occurred_at": "2026-05-01T10:00:00+02:00"})
+            r = await http.post(
+                "/envies",
+                json={
+                    "quartier": "QN09301M",
+                    "channel": "permanence",
+                    "theme": "sport",
+                    "summary": "un city stade",
+                    "occurred_at": "2026-05-01T10:00:00+02:00",
+                },
+            )
             assert r.status_code == 201, r.text
             envie_id = r.json()["aggregate_id"]
             r = await http.post(f"/envies/{envie_id}/close", json={"reason": "withdrawn"})
             assert r.status_code == 201, r.text
-            r = await http.post("/porteurs", json={"quartier": "QN09301M", "age_band": "26_59",
-                                                   "gender": "femme", "name": "Awa Diallo",
-                                                   "contact": "06 00 00 00 00"})
+            r = await http.post(
+                "/porteurs",
+                json={
+                    "quartier": "QN09301M",
+                    "age_band": "26_59",
+                    "gender": "femme",
+                    "name": "Awa Diallo",
+                    "contact": "06 00 00 00 00",
+                },
+            )
             porteur_id = r.json()["aggregate_id"]
             assert (await http.get(f"/porteurs/{porteur_id}")).json()["identity"]["name"] == (
-                "Awa Diallo")
+                "Awa Diallo"
+            )
             assert (await http.delete(f"/porteurs/{porteur_id}/identity")).status_code == 200
             before = (await http.get("/envies")).json()["envies"]
 

@@ -17,13 +17,19 @@ from tests.integration.intake_fixtures import intake_settings
 
 pytestmark = pytest.mark.anyio
 
-ENVIE = {"quartier": "QN09301M", "channel": "centre_social", "theme": "jeunesse",
-         "summary": "Un atelier vélo", "occurred_at": "2026-06-01T15:00:00+02:00"}
+ENVIE = {
+    "quartier": "QN09301M",
+    "channel": "centre_social",
+    "theme": "jeunesse",
+    "summary": "Un atelier vélo",
+    "occurred_at": "2026-06-01T15:00:00+02:00",
+}
 
 
 @pytest.fixture
-async def http(nats_srv: NatsServer, js: JetStreamContext, database_url: str
-               ) -> AsyncIterator[httpx.AsyncClient]:
+async def http(
+    nats_srv: NatsServer, js: JetStreamContext, database_url: str
+) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(intake_settings(nats_srv.url, database_url))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -55,8 +61,10 @@ async def test_record_list_and_close_an_envie(http: httpx.AsyncClient, js: JetSt
 
 
 async def test_refusals_say_which_field_and_why(http: httpx.AsyncClient, js: JetStreamContext):
-    r = await http.post("/envies", json={**ENVIE, "quartier": "QN00000X",
-                                         "occurred_at": "2099-01-01T00:00:00+01:00"})
+    r = await http.post(
+        "/envies",
+        json={**ENVIE, "quartier": "QN00000X", "occurred_at": "2099-01-01T00:00:00+01:00"},
+    )
     assert r.status_code == 422
     assert {e["field"] for e in r.json()["errors"]} == {"quartier", "occurred_at"}
     # refused by the inbox: kept byte for byte with its errors
@@ -64,8 +72,9 @@ async def test_refusals_say_which_field_and_why(http: httpx.AsyncClient, js: Jet
     assert json.loads(kept.data)["quartier"] == "QN00000X"
 
 
-async def test_a_body_that_does_not_validate_is_kept_too(http: httpx.AsyncClient,
-                                                         js: JetStreamContext):
+async def test_a_body_that_does_not_validate_is_kept_too(
+    http: httpx.AsyncClient, js: JetStreamContext
+):
     raw = b'{"quartier": "QN09301M", "channel": "pigeon", "theme": "sport"}'
     r = await http.post("/envies", content=raw, headers={"content-type": "application/json"})
     assert r.status_code == 422
@@ -76,8 +85,9 @@ async def test_a_body_that_does_not_validate_is_kept_too(http: httpx.AsyncClient
     assert kept.headers["Fph-Http-Path"] == "/envies"
 
 
-async def test_retrying_with_the_same_event_id_is_safe(http: httpx.AsyncClient,
-                                                      js: JetStreamContext):
+async def test_retrying_with_the_same_event_id_is_safe(
+    http: httpx.AsyncClient, js: JetStreamContext
+):
     payload = {**ENVIE, "event_id": "8d0d7f43-5d1c-4b43-9a55-2a3f4d2b0c11", "envie_id": "e-42"}
     first = (await http.post("/envies", json=payload)).json()
     again = (await http.post("/envies", json=payload)).json()
@@ -88,9 +98,16 @@ async def test_retrying_with_the_same_event_id_is_safe(http: httpx.AsyncClient,
 async def test_porteur_identity_is_kept_here_only_and_can_be_erased(
     http: httpx.AsyncClient, js: JetStreamContext
 ):
-    r = await http.post("/porteurs", json={"quartier": "QN09302M", "age_band": "60_plus",
-                                           "gender": "homme", "name": "Jean Martin",
-                                           "contact": "jean@example.org"})
+    r = await http.post(
+        "/porteurs",
+        json={
+            "quartier": "QN09302M",
+            "age_band": "60_plus",
+            "gender": "homme",
+            "name": "Jean Martin",
+            "contact": "jean@example.org",
+        },
+    )
     assert r.status_code == 201, r.text
     porteur_id = r.json()["aggregate_id"]
     logged = (await js.get_msg(EVENTS_STREAM, r.json()["seq"])).data
@@ -116,8 +133,10 @@ async def test_health_metrics_and_openapi(http: httpx.AsyncClient):
     assert health["status"] == "ok" and health["log_position"] == 1
     text = (await http.get("/metrics")).text
     assert 'fph_submissions_accepted_total{service="intake",type="EnvieRecorded"} 1.0' in text
-    assert ('fph_submissions_refused_total{reason="unknown_quartier",service="intake",'
-            'type="EnvieRecorded"} 1.0') in text
+    assert (
+        'fph_submissions_refused_total{reason="unknown_quartier",service="intake",'
+        'type="EnvieRecorded"} 1.0'
+    ) in text
     spec = (await http.get("/openapi.json")).json()
     assert {"/envies", "/envies/{envie_id}/close", "/porteurs"} <= set(spec["paths"])
     assert (await http.get("/envies", params={"quartier": "nope"})).status_code == 422

@@ -11,7 +11,6 @@ from services.intake.runtime import IntakeRuntime
 from shared.client import SubmitClient
 from shared.subjects import EVENTS_STREAM, REJECTED_STREAM
 from tests import factories
-from tests.integration.intake_fixtures import client, intake  # noqa: F401
 
 pytestmark = pytest.mark.anyio
 
@@ -51,11 +50,13 @@ async def test_close_once_then_refused_and_unknown_envie_refused(
 ):
     rec = factories.submission()
     assert (await client.submit(rec)).ok
-    close = factories.submission("EnvieClosed", aggregate_id=rec["aggregate_id"],
-                                 occurred_at="2026-03-02T10:00:00+01:00")
+    close = factories.submission(
+        "EnvieClosed", aggregate_id=rec["aggregate_id"], occurred_at="2026-03-02T10:00:00+01:00"
+    )
     assert (await client.submit(close)).ok
-    again = factories.submission("EnvieClosed", aggregate_id=rec["aggregate_id"],
-                                 occurred_at="2026-03-03T10:00:00+01:00")
+    again = factories.submission(
+        "EnvieClosed", aggregate_id=rec["aggregate_id"], occurred_at="2026-03-03T10:00:00+01:00"
+    )
     r = await client.submit(again)
     assert r.status == "rejected"
     assert [e.code for e in r.errors] == ["already_closed"]
@@ -69,8 +70,12 @@ async def test_close_in_another_quartier_or_before_recording_is_refused(
 ):
     rec = factories.submission()
     assert (await client.submit(rec)).ok
-    bad = factories.submission("EnvieClosed", aggregate_id=rec["aggregate_id"],
-                               quartier="QN09302M", occurred_at="2026-02-01T10:00:00+01:00")
+    bad = factories.submission(
+        "EnvieClosed",
+        aggregate_id=rec["aggregate_id"],
+        quartier="QN09302M",
+        occurred_at="2026-02-01T10:00:00+01:00",
+    )
     r = await client.submit(bad)
     assert {e.code for e in r.errors} == {"wrong_quartier", "before_recorded"}
 
@@ -91,24 +96,51 @@ async def test_the_same_id_twice_is_refused_for_envies_and_porteurs(
     [
         (b"{not json", "(body)", "not_json"),
         (b"[1, 2]", "(body)", "not_object"),
-        (json.dumps(factories.submission(quartier="QN99999X")).encode(), "quartier",
-         "unknown_quartier"),
-        (json.dumps(factories.submission(occurred_at="2099-01-01T00:00:00Z")).encode(),
-         "occurred_at", "in_future"),
-        (json.dumps(factories.submission(data={"wants_to_carry": "yes"})).encode(),
-         "data.wants_to_carry", "bool_type"),
-        (json.dumps(factories.submission(data={"summary": ""})).encode(), "data.summary",
-         "string_too_short"),
-        (json.dumps(factories.submission(type="ProjectSubmitted")).encode(), "type",
-         "type_mismatch"),
+        (
+            json.dumps(factories.submission(quartier="QN99999X")).encode(),
+            "quartier",
+            "unknown_quartier",
+        ),
+        (
+            json.dumps(factories.submission(occurred_at="2099-01-01T00:00:00Z")).encode(),
+            "occurred_at",
+            "in_future",
+        ),
+        (
+            json.dumps(factories.submission(data={"wants_to_carry": "yes"})).encode(),
+            "data.wants_to_carry",
+            "bool_type",
+        ),
+        (
+            json.dumps(factories.submission(data={"summary": ""})).encode(),
+            "data.summary",
+            "string_too_short",
+        ),
+        (
+            json.dumps(factories.submission(type="ProjectSubmitted")).encode(),
+            "type",
+            "type_mismatch",
+        ),
         (b"x" * 1_000_000, "(body)", "too_large"),
     ],
-    ids=["malformed", "array", "quartier", "future", "wrong-type", "empty-summary",
-         "type-mismatch", "1MB"],
+    ids=[
+        "malformed",
+        "array",
+        "quartier",
+        "future",
+        "wrong-type",
+        "empty-summary",
+        "type-mismatch",
+        "1MB",
+    ],
 )
 async def test_bad_submissions_get_a_rejected_receipt_and_are_kept(
-    intake: IntakeRuntime, client: SubmitClient, js: JetStreamContext,
-    payload: bytes, field: str, code: str,
+    intake: IntakeRuntime,
+    client: SubmitClient,
+    js: JetStreamContext,
+    payload: bytes,
+    field: str,
+    code: str,
 ):
     receipt = await client.submit_raw("EnvieRecorded", payload)
     assert receipt.status == "rejected"
@@ -164,18 +196,23 @@ async def test_an_old_envie_version_is_upcast(intake: IntakeRuntime, client: Sub
 async def test_a_receipt_lists_every_reason_schema_and_contract(
     intake: IntakeRuntime, client: SubmitClient
 ):
-    doc = factories.submission(quartier="QN00000X", occurred_at="2099-01-01T00:00:00+01:00",
-                               data={"theme": "meteo"})
+    doc = factories.submission(
+        quartier="QN00000X", occurred_at="2099-01-01T00:00:00+01:00", data={"theme": "meteo"}
+    )
     r = await client.submit(doc)
     assert {(e.field, e.code) for e in r.errors} == {
-        ("quartier", "unknown_quartier"), ("occurred_at", "in_future"), ("data.theme", "enum")}
+        ("quartier", "unknown_quartier"),
+        ("occurred_at", "in_future"),
+        ("data.theme", "enum"),
+    }
 
 
 async def test_a_source_may_be_limited_to_some_types(nats_srv, js, nc, database_url):
     from tests.integration.intake_fixtures import intake_settings
 
-    settings = intake_settings(nats_srv.url, database_url,
-                               source_types='{"partner-b": ["EnvieRecorded"]}')
+    settings = intake_settings(
+        nats_srv.url, database_url, source_types='{"partner-b": ["EnvieRecorded"]}'
+    )
     rt = await IntakeRuntime.start(settings)
     try:
         partner = SubmitClient(nc, "partner-b")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import uuid
+
 import pytest
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 
 from shared.events import EventBase
-from tests import factories
 from shared.log import (
     ConcurrencyConflict,
     EventLog,
@@ -18,6 +18,7 @@ from shared.log import (
     wanted_streams,
 )
 from shared.subjects import EVENTS_STREAM
+from tests import factories
 
 pytestmark = pytest.mark.anyio
 
