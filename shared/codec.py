@@ -111,6 +111,11 @@ def errors_from_validation(exc: ValidationError) -> list[FieldError]:
             )
         elif kind == "union_tag_not_found":
             out.append(FieldError("type", "missing: every event needs a 'type'", "missing"))
+        elif kind == "rule":
+            ctx = err.get("ctx") or {}
+            loc = () if ctx.get("top_level") else tuple(err["loc"])
+            path = _field_path((*loc, ctx["field"]) if loc else (err["loc"][0], ctx["field"]))
+            out.append(FieldError(path, str(ctx["message"]), "rule"))
         else:
             msg = err["msg"]
             if msg.startswith("Value error, "):

@@ -26,12 +26,21 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 # A token usable inside a NATS subject: letters, digits, '-' and '_'.
 Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
 Cents = Annotated[int, Field(ge=0, strict=True)]
 PositiveCents = Annotated[int, Field(gt=0, strict=True)]
 Count = Annotated[int, Field(ge=0, strict=True)]
+
+
+def rule_error(field: str, message: str, top_level: bool = False) -> PydanticCustomError:
+    """A cross-field rule broken: reported on ``field`` (inside the model's own path,
+    or on the envelope when ``top_level``) rather than on the whole object."""
+    return PydanticCustomError(
+        "rule", "{message}", {"message": message, "field": field, "top_level": top_level}
+    )
 
 
 class Strict(BaseModel):
@@ -182,7 +191,7 @@ class Votes(Strict):
     against: Count
     abstain: Count
 
-    model_config = ConfigDict(strict=True, extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
 
 class CommitteeDecidedData(Strict):
@@ -196,16 +205,17 @@ class CommitteeDecidedData(Strict):
     def _consistent(self) -> Self:
         v = self.votes
         if v.for_ + v.against + v.abstain != self.members_present:
-            raise ValueError(
+            raise rule_error(
+                "votes",
                 f"votes for + against + abstain = {v.for_ + v.against + v.abstain}"
-                f" must equal members_present = {self.members_present}"
+                f" must equal members_present = {self.members_present}",
             )
         if self.residents_present > self.members_present:
-            raise ValueError("residents_present cannot exceed members_present")
+            raise rule_error("residents_present", "cannot exceed members_present")
         if self.decision is Decision.approved and self.amount_approved_cents <= 0:
-            raise ValueError("amount_approved_cents must be > 0 when the decision is approved")
+            raise rule_error("amount_approved_cents", "must be > 0 when the decision is approved")
         if self.decision is not Decision.approved and self.amount_approved_cents != 0:
-            raise ValueError("amount_approved_cents must be 0 unless the decision is approved")
+            raise rule_error("amount_approved_cents", "must be 0 unless the decision is approved")
         return self
 
 
@@ -241,8 +251,9 @@ class EnvelopeOpenedData(Strict):
     def _funders_sum(self) -> Self:
         total = sum(f.amount_cents for f in self.funders)
         if total != self.amount_cents:
-            raise ValueError(
-                f"funders sum to {total} cents, must equal amount_cents = {self.amount_cents}"
+            raise rule_error(
+                "funders",
+                f"funders sum to {total} cents, must equal amount_cents = {self.amount_cents}",
             )
         return self
 
@@ -421,7 +432,11 @@ class EnvelopeOpened(EventBase):
     def _aggregate_id(self) -> Self:
         wanted = envelope_id(self.data.year, self.quartier)
         if self.aggregate_id != wanted:
-            raise ValueError(f"aggregate_id must be {wanted!r} for this year and quartier")
+            raise rule_error(
+                "aggregate_id",
+                f"must be {wanted!r} for this year and quartier",
+                top_level=True,
+            )
         return self
 
 

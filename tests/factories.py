@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from typing import Any
 
@@ -68,7 +69,7 @@ def submission(event_type: str = "EnvieRecorded", **fields: Any) -> dict[str, An
         "aggregate_id": uuid.uuid4().hex[:12],
         "correlation_id": None,
         "causation_id": None,
-        "data": dict(DATA.get(event_type, {})),
+        "data": copy.deepcopy(DATA.get(event_type, {})),
     }
     data = fields.pop("data", None)
     if data:
