@@ -1,1 +1,1 @@
-"""Benchmarks (run as modules, e.g. ``python -m bench.ingest``); not part of the installed package."""
+"""Benchmarks, run as modules (``python -m bench.ingest``); not part of the installed package."""

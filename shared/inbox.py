@@ -33,7 +33,6 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
@@ -46,14 +45,17 @@ from sqlalchemy.orm import Session
 from shared.codec import FieldError, InvalidEvent, parse_submission, peek
 from shared.events import EVENT_TYPES, EventBase, owner_of, with_recording
 from shared.faults import crash_point
-from shared.follower import Apply, Follower, apply_once
+from shared.follower import Follower, apply_new
 from shared.log import ConcurrencyConflict, EventLog, subject_of
+from shared.model import ServiceModel
+from shared.publisher import JetStreamPublisher
 from shared.receipts import Receipt
 from shared.settings import CommonSettings
 from shared.store import (
-    find_event,
+    IndexedEvent,
+    find_events,
     get_inbox_progress,
-    get_subject_seq,
+    get_subject_seqs,
     set_inbox_progress,
 )
 from shared.subjects import (
@@ -72,15 +74,9 @@ log = logging.getLogger(__name__)
 FUNDING_ONLY = frozenset({"GrantAwarded", "GrantRefused"})
 """Types only funding writes, as answers to decisions: every submission of them is refused."""
 
-BATCH = 256
+BATCH = 1000
 ACK_WAIT = 15.0
 MAX_CONFLICT_RETRIES = 5
-
-
-class StateRules(Protocol):
-    """A service's decision on state: every reason to refuse ``event`` (empty to accept)."""
-
-    def __call__(self, session: Session, event: EventBase) -> list[FieldError]: ...
 
 
 def _timestamp(value: str | None) -> datetime | None:
@@ -144,8 +140,7 @@ class InboxProcessor:
     settings: CommonSettings
     owner: str
     owned_types: frozenset[str]
-    rules: StateRules
-    apply: Apply
+    model: ServiceModel
     follower: Follower
     gatekeeper: bool = False
     outcomes: Outcomes = field(default_factory=Outcomes)
@@ -156,6 +151,8 @@ class InboxProcessor:
         self.consumer_name = self.consumer_name or f"{self.owner}-inbox-v1"
         self.log = EventLog(self.js)
         self._stopping = asyncio.Event()
+        self._publisher = JetStreamPublisher(self.js._nc)
+        self._answered_maybe_until = 0  # inbox seqs up to this may have a receipt already
 
     # --- the consumer -----------------------------------------------------
 
@@ -165,7 +162,15 @@ class InboxProcessor:
         return [inbox_filter(t) for t in sorted(self.owned_types)]
 
     async def ensure_consumer(self) -> None:
-        """Create the durable consumer (versioned name; an existing one is kept as is)."""
+        """Create the durable consumer, or resume it so that order survives a crash.
+
+        A predecessor that died mid-batch leaves submissions delivered but unacked;
+        JetStream would redeliver them only after ``ack_wait``, *after* newer ones.
+        So the consumer is recreated at its ack floor: the unfinished submissions
+        come first, in order, and those already answered are recognised by their
+        receipt (every sequence up to the old delivered one is looked up).
+        One instance per service decides its inbox at a time (see the README).
+        """
         config = js_api.ConsumerConfig(
             durable_name=self.consumer_name,
             deliver_policy=js_api.DeliverPolicy.ALL,
@@ -176,10 +181,29 @@ class InboxProcessor:
             filter_subjects=self.filter_subjects(),
         )
         try:
-            await self.js.consumer_info(INBOX_STREAM, self.consumer_name)
+            info = await self.js.consumer_info(INBOX_STREAM, self.consumer_name)
         except NotFoundError:
             await self.js.add_consumer(INBOX_STREAM, config)
             log.info("created inbox consumer %s on %s", self.consumer_name, config.filter_subjects)
+            return
+        if not info.num_ack_pending:
+            return
+        floor = info.ack_floor.stream_seq if info.ack_floor else 0
+        delivered = info.delivered.stream_seq if info.delivered else 0
+        log.warning(
+            "%s: %d submission(s) were delivered but not finished by a previous run (inbox seq"
+            " %d-%d); resuming the consumer at %d so they are decided first, in order",
+            self.owner,
+            info.num_ack_pending,
+            (floor or 0) + 1,
+            delivered,
+            (floor or 0) + 1,
+        )
+        await self.js.delete_consumer(INBOX_STREAM, self.consumer_name)
+        config.deliver_policy = js_api.DeliverPolicy.BY_START_SEQUENCE
+        config.opt_start_seq = (floor or 0) + 1
+        await self.js.add_consumer(INBOX_STREAM, config)
+        self._answered_maybe_until = max(self._answered_maybe_until, delivered or 0)
 
     async def run(self) -> None:
         """Decide submissions until ``stop()``; the follower must be running."""
@@ -216,25 +240,30 @@ class InboxProcessor:
     # --- one batch --------------------------------------------------------
 
     async def process(self, msgs: Sequence[Msg]) -> list[Submission]:
-        """Decide, append, answer and ack one batch, in order."""
+        """Decide, append, answer and ack one batch, in order.
+
+        State is read once for the whole batch (``model.load``) and kept current in
+        memory (``model.note``) as submissions are accepted; appends are pipelined
+        and flushed before a submission touching an aggregate with one in flight.
+        """
         subs = [Submission.from_msg(m) for m in msgs]
         with Session(self.engine) as session:
             progress = get_inbox_progress(session, self.consumer_name)
         await self._mark_already_answered(subs, progress)
 
-        pending: list[Submission] = []
+        candidates: list[tuple[Submission, EventBase]] = []
         for sub in subs:
             if sub.skip_receipt or not self._is_ours(sub):
                 continue
             event = self._decide_stateless(sub)
-            if event is None:
-                continue
-            if any(subject_of(p.event) == subject_of(event) for p in pending if p.event):
-                await self._flush(pending)
-                pending = []
-            if self._decide_stateful(sub, event):
-                pending.append(sub)
-        await self._flush(pending)
+            if event is not None:
+                candidates.append((sub, event))
+        batch = _Batch(self, [e for _, e in candidates])
+        for sub, event in candidates:
+            if subject_of(event) in batch.pending_subjects:
+                await batch.flush()
+            batch.decide(sub, event)
+        await batch.flush()
         crash_point("after_append")
 
         with Session(self.engine) as session, session.begin():
@@ -259,7 +288,8 @@ class InboxProcessor:
 
     async def _mark_already_answered(self, subs: list[Submission], progress: int) -> None:
         """A submission that may have been answered before a crash: look its receipt up."""
-        maybe = [s for s in subs if s.redelivered or s.inbox_seq <= progress]
+        until = max(progress, self._answered_maybe_until)
+        maybe = [s for s in subs if s.redelivered or s.inbox_seq <= until]
         found = await asyncio.gather(*(self._receipt_exists(s) for s in maybe))
         for sub, exists in zip(maybe, found, strict=True):
             if exists:
@@ -389,82 +419,17 @@ class InboxProcessor:
             )
         return errors
 
-    def _decide_stateful(self, sub: Submission, event: EventBase) -> bool:
-        """Idempotency and the service's rules; True when the event must be appended."""
-        event_id = str(event.event_id)
-        with Session(self.engine) as session:
-            known = find_event(session, event_id)
-            if known is not None:
-                if known.type == event.type:
-                    sub.accept(event_id, known.seq)  # resubmission: the original seq
-                else:
-                    sub.reject(
-                        [
-                            FieldError(
-                                "event_id",
-                                f"already used by a {known.type} (seq {known.seq});"
-                                " an event id is unique forever",
-                                "event_id_reused",
-                            )
-                        ],
-                        event_id,
-                    )
-                return False
-            errors = self.rules(session, event)
-            if errors:
-                sub.reject(errors, event_id)
-                return False
-            sub.event = event
-            return True
-
-    async def _flush(self, pending: list[Submission]) -> None:
-        """Append the pending events (pipelined), commit their effect, retry conflicts."""
-        for attempt in range(MAX_CONFLICT_RETRIES + 1):
-            if not pending:
-                return
-            with Session(self.engine) as session:
-                items = [
-                    (p.event, get_subject_seq(session, subject_of(p.event)))
-                    for p in pending
-                    if p.event
-                ]
-            results = await self.log.append_many(items)
-            conflicted: list[Submission] = []
-            with Session(self.engine) as session, session.begin():
-                for sub, result in zip(pending, results, strict=True):
-                    assert sub.event is not None
-                    if isinstance(result, ConcurrencyConflict):
-                        conflicted.append(sub)
-                        continue
-                    apply_once(session, self.apply, sub.event, result.seq)
-                    sub.accept(str(sub.event.event_id), result.seq)
-            if not conflicted:
-                return
-            log.info(
-                "%d append(s) met a concurrent writer (attempt %d): catching up",
-                len(conflicted),
-                attempt + 1,
-            )
-            await self.follower.caught_up()
-            pending = []
-            for sub in conflicted:
-                event, sub.event = sub.event, None
-                assert event is not None
-                if self._decide_stateful(sub, event):
-                    pending.append(sub)
-        for sub in pending:
-            sub.reject(
-                [FieldError("aggregate_id", "too many concurrent writers; submit again", "busy")]
-            )
-
     async def _answer(self, subs: list[Submission]) -> None:
         """Keep refused bytes, then publish one receipt per decided submission."""
         answered = [s for s in subs if s.receipt is not None and not s.skip_receipt]
         self._count(answered)  # before the receipts: whoever reads one sees it counted
-        await asyncio.gather(
-            *(self._keep_rejected(s) for s in answered if s.receipt and not s.receipt.ok)
-        )
-        await asyncio.gather(*(self._publish_receipt(s) for s in answered))
+        refused = [self._rejected_copy(s) for s in answered if s.receipt and not s.receipt.ok]
+        for answer in await self._publisher.publish_all(refused):
+            if not isinstance(answer, dict):
+                raise answer
+        for answer in await self._publisher.publish_all([self._receipt(s) for s in answered]):
+            if not isinstance(answer, dict):
+                raise answer
 
     def _count(self, answered: list[Submission]) -> None:
         for sub in answered:
@@ -484,7 +449,7 @@ class InboxProcessor:
                     "; ".join(f"{e.field}: {e.message}" for e in sub.receipt.errors or []),
                 )
 
-    async def _keep_rejected(self, sub: Submission) -> None:
+    def _rejected_copy(self, sub: Submission) -> tuple[str, bytes, dict[str, str]]:
         assert sub.receipt is not None
         type_token = sub.subject_type if sub.subject_type else INVALID_TYPE_TOKEN
         headers = {
@@ -493,14 +458,99 @@ class InboxProcessor:
             "Fph-Inbox-Subject": sub.msg.subject,
             "Fph-Errors": json.dumps(sub.receipt.error_dicts(), ensure_ascii=False),
         }
-        await self.js.publish(
-            rejected_subject(sub.source, type_token), sub.msg.data, headers=headers
-        )
+        return rejected_subject(sub.source, type_token), sub.msg.data, headers
 
-    async def _publish_receipt(self, sub: Submission) -> None:
+    @staticmethod
+    def _receipt(sub: Submission) -> tuple[str, bytes, dict[str, str]]:
         assert sub.receipt is not None
-        await self.js.publish(
+        return (
             receipt_subject(sub.source, sub.inbox_seq),
             sub.receipt.to_json(),
-            headers={js_api.Header.MSG_ID.value: f"receipt:{sub.source}:{sub.inbox_seq}"},
+            {js_api.Header.MSG_ID.value: f"receipt:{sub.source}:{sub.inbox_seq}"},
         )
+
+
+class _Batch:
+    """The state and the appends in flight while one batch is decided."""
+
+    def __init__(self, processor: InboxProcessor, events: list[EventBase]) -> None:
+        self.p = processor
+        self.events = events
+        self.pending: list[tuple[Submission, EventBase]] = []
+        self.pending_subjects: set[str] = set()
+        self._load()
+
+    def _load(self) -> None:
+        with Session(self.p.engine) as session:
+            self.known = find_events(session, (str(e.event_id) for e in self.events))
+            self.seqs = get_subject_seqs(session, (subject_of(e) for e in self.events))
+            self.view = self.p.model.load(session, self.events)
+
+    def decide(self, sub: Submission, event: EventBase) -> None:
+        """Idempotency, then the service's rules; an accepted event joins the pending appends."""
+        event_id = str(event.event_id)
+        known = self.known.get(event_id)
+        if known is not None:
+            if known.type == event.type:
+                sub.accept(event_id, known.seq)  # a resubmission: its original seq
+            else:
+                sub.reject(
+                    [
+                        FieldError(
+                            "event_id",
+                            f"already used by a {known.type} (seq {known.seq});"
+                            " an event id is unique forever",
+                            "event_id_reused",
+                        )
+                    ],
+                    event_id,
+                )
+            return
+        errors = self.p.model.decide(self.view, event)
+        if errors:
+            sub.reject(errors, event_id)
+            return
+        self.p.model.note(self.view, event)
+        self.pending.append((sub, event))
+        self.pending_subjects.add(subject_of(event))
+
+    async def flush(self) -> None:
+        """Append the pending events (pipelined), commit their effect, retry conflicts."""
+        for attempt in range(MAX_CONFLICT_RETRIES + 1):
+            if not self.pending:
+                return
+            pending, self.pending = self.pending, []
+            self.pending_subjects = set()
+            items = [(e, self.seqs.get(subject_of(e), 0)) for _, e in pending]
+            results = await self.p.log.append_many(items, self.p._publisher)
+            appended: list[tuple[Submission, EventBase, int]] = []
+            conflicted: list[tuple[Submission, EventBase]] = []
+            for (sub, event), result in zip(pending, results, strict=True):
+                if isinstance(result, ConcurrencyConflict):
+                    conflicted.append((sub, event))
+                else:
+                    appended.append((sub, event, result.seq))
+            with Session(self.p.engine) as session, session.begin():
+                apply_new(session, self.p.model, [(e, seq) for _, e, seq in appended])
+            for sub, event, seq in appended:
+                event_id, subject = str(event.event_id), subject_of(event)
+                self.p.follower.note_written(event_id)
+                sub.accept(event_id, seq)
+                self.known[event_id] = IndexedEvent(event_id, seq, event.type, subject)
+                self.seqs[subject] = max(self.seqs.get(subject, 0), seq)
+            if not conflicted:
+                return
+            log.info(
+                "%d append(s) met a concurrent writer (attempt %d): catching up",
+                len(conflicted),
+                attempt + 1,
+            )
+            await self.p.follower.caught_up()
+            self._load()  # the database now holds the other writer's events and ours
+            for sub, event in conflicted:
+                self.decide(sub, event)
+        for sub, _ in self.pending:
+            sub.reject(
+                [FieldError("aggregate_id", "too many concurrent writers; submit again", "busy")]
+            )
+        self.pending, self.pending_subjects = [], set()

@@ -21,6 +21,7 @@ from nats.js import api as js_api
 from nats.js.errors import APIError, NotFoundError
 
 from shared.events import EventBase
+from shared.publisher import JetStreamPublisher
 from shared.subjects import (
     EVENTS_ALL,
     EVENTS_STREAM,
@@ -220,22 +221,47 @@ class EventLog:
         raise conflict
 
     async def append_many(
-        self, items: Sequence[tuple[EventBase, int | None]]
+        self,
+        items: Sequence[tuple[EventBase, int | None]],
+        publisher: JetStreamPublisher | None = None,
     ) -> list[Appended | ConcurrencyConflict]:
         """Pipelined appends (all in flight at once): each result, or its conflict.
 
-        Uses concurrent ``publish`` requests rather than ``publish_async``: nats-py 2.16
-        never resolves a ``publish_async`` future whose answer is an API error (its reply
-        handler raises instead of setting the exception), so a conflict would hang.
+        With a ``JetStreamPublisher`` the appends share one reply subscription; without,
+        they are concurrent ``publish`` requests (nats-py's own ``publish_async`` cannot
+        be used: it never resolves a future whose answer is an API error).
         """
+        if publisher is None:
 
-        async def one(event: EventBase, expected: int | None) -> Appended | ConcurrencyConflict:
+            async def one(event: EventBase, expected: int | None) -> Appended | ConcurrencyConflict:
+                try:
+                    return await self.append(event, expected)
+                except ConcurrencyConflict as conflict:
+                    return conflict
+
+            return list(await asyncio.gather(*(one(e, x) for e, x in items)))
+
+        answers = await publisher.publish_all(
+            [
+                (subject_of(event), event.to_json(), append_headers(event, expected))
+                for event, expected in items
+            ]
+        )
+        results: list[Appended | ConcurrencyConflict] = []
+        for (event, expected), answer in zip(items, answers, strict=True):
+            if isinstance(answer, dict):
+                results.append(Appended(int(answer["seq"]), bool(answer.get("duplicate"))))
+                continue
+            if answer.err_code != WRONG_LAST_SEQUENCE:
+                raise answer
+            conflict = ConcurrencyConflict(
+                subject_of(event), expected or 0, answer.description or ""
+            )
             try:
-                return await self.append(event, expected)
-            except ConcurrencyConflict as conflict:
-                return conflict
-
-        return list(await asyncio.gather(*(one(e, x) for e, x in items)))
+                results.append(await self._already_there(event, conflict))
+            except ConcurrencyConflict as real:
+                results.append(real)
+        return results
 
     async def last_subject_seq(self, subject: str) -> int:
         """Sequence of the last event on a subject, 0 if none."""

@@ -13,6 +13,7 @@ A service's database is a cache of the log. Beside its own tables it keeps:
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -107,20 +108,62 @@ class IndexedEvent:
     subject: str
 
 
-def find_event(session: Session, event_id: str) -> IndexedEvent | None:
-    row = session.execute(sa.select(event_index).where(event_index.c.event_id == event_id)).first()
-    return IndexedEvent(row.event_id, row.seq, row.type, row.subject) if row else None
+def find_events(session: Session, event_ids: Iterable[str]) -> dict[str, IndexedEvent]:
+    """The indexed events among ``event_ids`` (one query)."""
+    ids = list(set(event_ids))
+    if not ids:
+        return {}
+    rows = session.execute(sa.select(event_index).where(event_index.c.event_id.in_(ids)))
+    return {r.event_id: IndexedEvent(r.event_id, r.seq, r.type, r.subject) for r in rows}
 
 
-def index_event(session: Session, event_id: str, seq: int, event_type: str, subject: str) -> bool:
-    """Record an applied event; False if it was already recorded (then apply nothing)."""
-    if find_event(session, event_id) is not None:
-        return False
-    session.execute(
-        event_index.insert().values(event_id=event_id, seq=seq, type=event_type, subject=subject)
+def get_subject_seqs(session: Session, subjects: Iterable[str]) -> dict[str, int]:
+    """Last known sequence of each subject (absent: none yet), in one query."""
+    wanted = list(set(subjects))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        sa.select(subject_seq.c.subject, subject_seq.c.last_seq).where(
+            subject_seq.c.subject.in_(wanted)
+        )
     )
-    _upsert_max(session, subject_seq, subject_seq.c.subject, subject, subject_seq.c.last_seq, seq)
-    return True
+    return {r.subject: int(r.last_seq) for r in rows}
+
+
+def index_events(session: Session, events: Sequence[IndexedEvent]) -> set[str]:
+    """Record applied events in bulk; the ids that were new (apply only those)."""
+    if not events:
+        return set()
+    known = find_events(session, (e.event_id for e in events))
+    new: dict[str, IndexedEvent] = {}
+    for e in events:
+        if e.event_id not in known and e.event_id not in new:
+            new[e.event_id] = e
+    if not new:
+        return set()
+    session.execute(
+        event_index.insert(),
+        [
+            {"event_id": e.event_id, "seq": e.seq, "type": e.type, "subject": e.subject}
+            for e in new.values()
+        ],
+    )
+    highest: dict[str, int] = {}
+    for e in new.values():
+        highest[e.subject] = max(highest.get(e.subject, 0), e.seq)
+    current = get_subject_seqs(session, highest)
+    inserts = [{"subject": k, "last_seq": v} for k, v in highest.items() if k not in current]
+    updates = [{"k": k, "v": v} for k, v in highest.items() if k in current and v > current[k]]
+    if inserts:
+        session.execute(subject_seq.insert(), inserts)
+    if updates:
+        session.execute(
+            subject_seq.update()
+            .where(subject_seq.c.subject == sa.bindparam("k"))
+            .values(last_seq=sa.bindparam("v")),
+            updates,
+        )
+    return set(new)
 
 
 def _upsert_max(

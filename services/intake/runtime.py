@@ -45,8 +45,8 @@ class IntakeRuntime:
         await require_streams(js)
         engine = make_engine(settings.intake_database_url)
         metadata.create_all(engine)
-        types = types_owned_by(OWNER)
-        follower = Follower(js, engine, FOLLOWER_NAME, types, store.apply)
+        model = store.IntakeModel()
+        follower = Follower(js, engine, FOLLOWER_NAME, model)
         await follower.start()
         metrics = ServiceMetrics(OWNER)
         inbox = InboxProcessor(
@@ -54,9 +54,8 @@ class IntakeRuntime:
             engine=engine,
             settings=settings,
             owner=OWNER,
-            owned_types=frozenset(types),
-            rules=store.rules,
-            apply=store.apply,
+            owned_types=frozenset(types_owned_by(OWNER)),
+            model=model,
             follower=follower,
             gatekeeper=True,
             outcomes=metrics.outcomes(),

@@ -7,6 +7,8 @@ it lives only here; ``intake_erasures`` remembers who asked to be erased.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -14,7 +16,13 @@ from sqlalchemy.orm import Session
 
 from services.intake import domain
 from shared.codec import FieldError
-from shared.events import EnvieClosed, EnvieRecorded, EventBase, PorteurRegistered
+from shared.events import (
+    EnvieClosed,
+    EnvieRecorded,
+    EventBase,
+    PorteurRegistered,
+    types_owned_by,
+)
 from shared.store import metadata
 
 envies = sa.Table(
@@ -68,64 +76,143 @@ def _aware(value: datetime) -> datetime:
 
 
 def envie_state(session: Session, envie_id: str) -> domain.EnvieState | None:
-    row = session.execute(sa.select(envies).where(envies.c.envie_id == envie_id)).first()
-    if row is None:
-        return None
-    return domain.EnvieState(row.envie_id, row.quartier, _aware(row.occurred_at), row.closed_reason)
+    return _envie_states(session, [envie_id]).get(envie_id)
 
 
-def porteur_state(session: Session, porteur_id: str) -> domain.PorteurState | None:
-    row = session.execute(sa.select(porteurs).where(porteurs.c.porteur_id == porteur_id)).first()
-    return domain.PorteurState(row.porteur_id, row.quartier) if row else None
-
-
-def rules(session: Session, event: EventBase) -> list[FieldError]:
-    """Load the aggregate's state and ask the domain."""
-    envie = envie_state(session, event.aggregate_id) if event.AGGREGATE.value == "envie" else None
-    porteur = (
-        porteur_state(session, event.aggregate_id) if event.AGGREGATE.value == "porteur" else None
+def _envie_states(session: Session, ids: Iterable[str]) -> dict[str, domain.EnvieState]:
+    wanted = list(set(ids))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        sa.select(
+            envies.c.envie_id, envies.c.quartier, envies.c.occurred_at, envies.c.closed_reason
+        ).where(envies.c.envie_id.in_(wanted))
     )
-    return domain.decide(event, envie, porteur)
+    return {
+        r.envie_id: domain.EnvieState(
+            r.envie_id, r.quartier, _aware(r.occurred_at), r.closed_reason
+        )
+        for r in rows
+    }
 
 
-def apply(session: Session, event: EventBase, seq: int) -> None:
-    """Project one of intake's events into the read models."""
-    if isinstance(event, EnvieRecorded):
-        if envie_state(session, event.aggregate_id) is not None:
-            return  # same id in two quartiers by racing instances: the first one logged wins
-        d = event.data
-        session.execute(
-            envies.insert().values(
-                envie_id=event.aggregate_id,
-                quartier=event.quartier,
-                occurred_at=event.occurred_at,
-                channel=d.channel.value,
-                theme=d.theme.value,
-                summary=d.summary,
-                place=d.place,
-                porteur_id=d.porteur_id,
-                wants_to_carry=d.wants_to_carry,
-                source=event.source,
-                seq=seq,
-            )
+def _porteur_states(session: Session, ids: Iterable[str]) -> dict[str, domain.PorteurState]:
+    wanted = list(set(ids))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        sa.select(porteurs.c.porteur_id, porteurs.c.quartier).where(
+            porteurs.c.porteur_id.in_(wanted)
         )
-    elif isinstance(event, EnvieClosed):
-        session.execute(
-            envies.update()
-            .where(envies.c.envie_id == event.aggregate_id)
-            .values(
-                closed_reason=event.data.reason.value, closed_at=event.occurred_at, closed_seq=seq
-            )
+    )
+    return {r.porteur_id: domain.PorteurState(r.porteur_id, r.quartier) for r in rows}
+
+
+@dataclass
+class View:
+    """The envies and porteurs a batch of submissions touches."""
+
+    envies: dict[str, domain.EnvieState] = field(default_factory=dict)
+    porteurs: dict[str, domain.PorteurState] = field(default_factory=dict)
+
+
+class IntakeModel:
+    """Intake's read models and decisions, plugged into the shared follower and inbox."""
+
+    followed_types = frozenset(types_owned_by("intake"))
+
+    def load(self, session: Session, events: Sequence[EventBase]) -> View:
+        by_aggregate: dict[str, list[str]] = {"envie": [], "porteur": []}
+        for event in events:
+            by_aggregate.setdefault(event.AGGREGATE.value, []).append(event.aggregate_id)
+        return View(
+            _envie_states(session, by_aggregate["envie"]),
+            _porteur_states(session, by_aggregate["porteur"]),
         )
-    elif isinstance(event, PorteurRegistered):
-        if porteur_state(session, event.aggregate_id) is not None:
-            return
-        session.execute(
-            porteurs.insert().values(
-                porteur_id=event.aggregate_id,
-                quartier=event.quartier,
-                age_band=event.data.age_band.value,
-                gender=event.data.gender.value,
-                seq=seq,
-            )
+
+    def decide(self, view: View, event: EventBase) -> list[FieldError]:
+        return domain.decide(
+            event, view.envies.get(event.aggregate_id), view.porteurs.get(event.aggregate_id)
         )
+
+    def note(self, view: View, event: EventBase) -> None:
+        if isinstance(event, EnvieRecorded):
+            view.envies[event.aggregate_id] = domain.EnvieState(
+                event.aggregate_id, event.quartier, event.occurred_at, None
+            )
+        elif isinstance(event, EnvieClosed):
+            before = view.envies[event.aggregate_id]
+            view.envies[event.aggregate_id] = replace(before, closed_reason=event.data.reason.value)
+        elif isinstance(event, PorteurRegistered):
+            view.porteurs[event.aggregate_id] = domain.PorteurState(
+                event.aggregate_id, event.quartier
+            )
+
+    def apply(self, session: Session, events: Sequence[tuple[EventBase, int]]) -> None:
+        """Project intake's events in bulk: a few statements per batch."""
+        recorded = [(e, s) for e, s in events if isinstance(e, EnvieRecorded)]
+        registered = [(e, s) for e, s in events if isinstance(e, PorteurRegistered)]
+        closed = [(e, s) for e, s in events if isinstance(e, EnvieClosed)]
+        # Same id in two quartiers by racing instances: the first one logged wins.
+        have = _envie_states(session, (e.aggregate_id for e, _ in recorded))
+        rows = []
+        for e, seq in recorded:
+            if e.aggregate_id in have:
+                continue
+            have[e.aggregate_id] = domain.EnvieState(
+                e.aggregate_id, e.quartier, e.occurred_at, None
+            )
+            d = e.data
+            rows.append(
+                {
+                    "envie_id": e.aggregate_id,
+                    "quartier": e.quartier,
+                    "occurred_at": e.occurred_at,
+                    "channel": d.channel.value,
+                    "theme": d.theme.value,
+                    "summary": d.summary,
+                    "place": d.place,
+                    "porteur_id": d.porteur_id,
+                    "wants_to_carry": d.wants_to_carry,
+                    "source": e.source,
+                    "seq": seq,
+                }
+            )
+        if rows:
+            session.execute(envies.insert(), rows)
+        if closed:
+            session.execute(
+                envies.update()
+                .where(envies.c.envie_id == sa.bindparam("k"))
+                .values(
+                    closed_reason=sa.bindparam("reason"),
+                    closed_at=sa.bindparam("at"),
+                    closed_seq=sa.bindparam("s"),
+                ),
+                [
+                    {
+                        "k": e.aggregate_id,
+                        "reason": e.data.reason.value,
+                        "at": e.occurred_at,
+                        "s": seq,
+                    }
+                    for e, seq in closed
+                ],
+            )
+        known = _porteur_states(session, (p.aggregate_id for p, _ in registered))
+        prow = []
+        for p, seq in registered:
+            if p.aggregate_id in known:
+                continue
+            known[p.aggregate_id] = domain.PorteurState(p.aggregate_id, p.quartier)
+            prow.append(
+                {
+                    "porteur_id": p.aggregate_id,
+                    "quartier": p.quartier,
+                    "age_band": p.data.age_band.value,
+                    "gender": p.data.gender.value,
+                    "seq": seq,
+                }
+            )
+        if prow:
+            session.execute(porteurs.insert(), prow)

@@ -170,7 +170,7 @@ async def test_crash_between_append_and_ack_never_answers_twice(
     cfg.duplicate_window = 1.0
     await js.update_stream(cfg)
     client = SubmitClient(nc, "centre-social-nord")
-    docs = burst(300)
+    docs = burst(2500)  # several batches: the crash hits the second
     seqs = await publish_all(client, docs)
     intake = intake_process(nats_srv, f"sqlite:///{tmp_path / 'i.db'}", tmp_path)
     intake.start(wait=False, FPH_FAULT=f"{point}:2")
