@@ -28,7 +28,7 @@ install: $(STAMP)
 run: install
 	$(BIN)/fph-run
 
-test: install
+test: lint
 	$(BIN)/python -m pytest
 
 test-slow: install

@@ -156,8 +156,11 @@ async def test_bad_submissions_get_a_rejected_receipt_and_are_kept(
 async def test_unknown_type_and_forged_grant_are_refused_by_the_gatekeeper(
     intake: IntakeRuntime, client: SubmitClient, js: JetStreamContext
 ):
-    r = await client.submit_raw("EnvieRecordedd", json.dumps(factories.submission()).encode())
+    body = json.dumps(factories.submission()).encode()
+    r = await client.submit_raw("EnvieRecordedd", body)
     assert r.status == "rejected" and [e.code for e in r.errors] == ["unknown_type"]
+    kept = await js.get_last_msg(REJECTED_STREAM, "fph.rejected.centre-social-nord.EnvieRecordedd")
+    assert kept.data == body
     grant = factories.submission("GrantAwarded", aggregate_id="FPH-2026-QN09301M")
     r = await client.submit(grant)
     assert r.status == "rejected" and [e.code for e in r.errors] == ["reserved_type"]
