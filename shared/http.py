@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any, Literal
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from nats.js import JetStreamContext
+from pydantic import BaseModel
 
+from shared.client import ReceiptTimeout
 from shared.codec import FieldError
 from shared.events import EVENT_TYPES
+from shared.receipts import Receipt
+from shared.runtime import ServiceRuntime
 from shared.subjects import rejected_subject
 
 log = logging.getLogger(__name__)
@@ -52,3 +60,100 @@ def keep_refused_requests(app: FastAPI, js: Callable[[], JetStreamContext], sour
         return JSONResponse(
             {"status": "rejected", "errors": [e.as_dict() for e in errors]}, status_code=422
         )
+
+
+class SubmissionResult(BaseModel):
+    """What a write answers: the receipt, and the id of the aggregate written."""
+
+    status: Literal["accepted", "rejected", "pending"]
+    inbox_seq: int | None = None
+    event_id: str | None = None
+    seq: int | None = None
+    errors: list[dict[str, str]] | None = None
+    aggregate_id: str | None = None
+
+
+SUBMISSION_RESPONSES: dict[int | str, dict[str, Any]] = {
+    422: {"model": SubmissionResult, "description": "Refused: every reason, field by field"},
+    202: {"model": SubmissionResult, "description": "Kept, not decided within 10 s"},
+}
+
+
+def new_event(
+    event_type: str,
+    quartier: str,
+    aggregate_id: str,
+    data: dict[str, Any],
+    occurred_at: datetime | None = None,
+    event_id: uuid.UUID | None = None,
+    correlation_id: str | None = None,
+    causation_id: str | None = None,
+) -> dict[str, Any]:
+    """A submission built from a desk request (current schema version; now if no time)."""
+    return {
+        "event_id": str(event_id or uuid.uuid4()),
+        "type": event_type,
+        "schema_version": EVENT_TYPES[event_type].CURRENT_VERSION,
+        "occurred_at": (occurred_at or datetime.now(UTC)).isoformat(),
+        "quartier": quartier,
+        "aggregate_id": aggregate_id,
+        "correlation_id": correlation_id,
+        "causation_id": causation_id,
+        "data": data,
+    }
+
+
+async def submit_for_http(
+    rt: ServiceRuntime, event: dict[str, Any]
+) -> tuple[Receipt | None, JSONResponse]:
+    """Submit through the inbox as the desk; 201 accepted, 422 refused, 202 still pending."""
+    try:
+        receipt = await rt.client.submit(event, timeout=10.0)
+    except ReceiptTimeout as exc:
+        body = {"status": "pending", "aggregate_id": event["aggregate_id"], "detail": str(exc)}
+        return None, JSONResponse(body, status_code=202)
+    body = {**receipt.as_dict(), "aggregate_id": event["aggregate_id"]}
+    return receipt, JSONResponse(body, status_code=201 if receipt.ok else 422)
+
+
+def runtime_of(request: Request) -> ServiceRuntime:
+    rt: ServiceRuntime = request.app.state.runtime
+    return rt
+
+
+def service_app(
+    title: str,
+    summary: str,
+    router: APIRouter,
+    start: Callable[[], Awaitable[ServiceRuntime]],
+    desk_source: str,
+) -> FastAPI:
+    """A service's FastAPI app: its runtime started and stopped with the app."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await start()
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, summary=summary, version="1.0", lifespan=lifespan)
+    app.include_router(router)
+    keep_refused_requests(app, lambda: app.state.runtime.nc.jetstream(), desk_source)
+    return app
+
+
+def health_response(rt: ServiceRuntime) -> JSONResponse:
+    """``ok`` when connected to NATS and deciding; the log position reached."""
+    ok = rt.nc.is_connected and rt.inbox_running()
+    return JSONResponse(
+        {
+            "status": "ok" if ok else "degraded",
+            "nats_connected": rt.nc.is_connected,
+            "deciding": rt.inbox_running(),
+            "log_position": rt.follower.position,
+        },
+        status_code=200 if ok else 503,
+    )

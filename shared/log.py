@@ -114,7 +114,8 @@ class ConfigDifference:
     def __str__(self) -> str:
         return (
             f"stream {self.stream}: {self.setting} is {self.existing!r}, the contract wants "
-            f"{self.wanted!r} (not changed: update the stream deliberately, e.g. `nats stream edit`)"
+            f"{self.wanted!r} (not changed: update the stream deliberately,"
+            " e.g. `nats stream edit`)"
         )
 
 

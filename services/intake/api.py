@@ -19,10 +19,15 @@ from pydantic import AwareDatetime, BaseModel, Field
 from sqlalchemy.orm import Session
 
 from services.intake import store
-from services.intake.runtime import IntakeRuntime
-from shared.client import ReceiptTimeout
 from shared.events import AgeBand, Channel, CloseReason, Gender, Theme
-from shared.receipts import Receipt
+from shared.http import (
+    SUBMISSION_RESPONSES,
+    SubmissionResult,
+    health_response,
+    new_event,
+    runtime_of,
+    submit_for_http,
+)
 
 router = APIRouter()
 
@@ -66,57 +71,12 @@ class RegisterPorteur(BaseModel):
     event_id: uuid.UUID | None = None
 
 
-class SubmissionResult(BaseModel):
-    status: Literal["accepted", "rejected", "pending"]
-    inbox_seq: int | None = None
-    event_id: str | None = None
-    seq: int | None = None
-    errors: list[dict[str, str]] | None = None
-    aggregate_id: str | None = None
-
-
-def _rt(request: Request) -> IntakeRuntime:
-    rt: IntakeRuntime = request.app.state.runtime
-    return rt
-
-
-def _event(
-    event_type: str,
-    quartier: str,
-    aggregate_id: str,
-    data: dict[str, Any],
-    occurred_at: datetime | None,
-    event_id: uuid.UUID | None,
-) -> dict[str, Any]:
-    return {
-        "event_id": str(event_id or uuid.uuid4()),
-        "type": event_type,
-        "schema_version": 2 if event_type == "EnvieRecorded" else 1,
-        "occurred_at": (occurred_at or datetime.now(UTC)).isoformat(),
-        "quartier": quartier,
-        "aggregate_id": aggregate_id,
-        "correlation_id": None,
-        "causation_id": None,
-        "data": data,
-    }
-
-
-async def _submit(rt: IntakeRuntime, event: dict[str, Any]) -> tuple[Receipt | None, JSONResponse]:
-    try:
-        receipt = await rt.client.submit(event, timeout=10.0)
-    except ReceiptTimeout as exc:
-        body = {"status": "pending", "aggregate_id": event["aggregate_id"], "detail": str(exc)}
-        return None, JSONResponse(body, status_code=202)
-    body = {**receipt.as_dict(), "aggregate_id": event["aggregate_id"]}
-    return receipt, JSONResponse(body, status_code=201 if receipt.ok else 422)
-
-
 @router.post(
     "/envies",
     name="EnvieRecorded",
     status_code=201,
     response_model=SubmissionResult,
-    responses={422: {"model": SubmissionResult}, 202: {"model": SubmissionResult}},
+    responses=SUBMISSION_RESPONSES,
 )
 async def record_envie(body: RecordEnvie, request: Request) -> JSONResponse:
     """Record an envie; answers its receipt (seq in the log, or every reason it was refused)."""
@@ -128,7 +88,7 @@ async def record_envie(body: RecordEnvie, request: Request) -> JSONResponse:
         "wants_to_carry": body.wants_to_carry,
         "place": body.place,
     }
-    event = _event(
+    event = new_event(
         "EnvieRecorded",
         body.quartier,
         body.envie_id or uuid.uuid4().hex,
@@ -136,7 +96,7 @@ async def record_envie(body: RecordEnvie, request: Request) -> JSONResponse:
         body.occurred_at,
         body.event_id,
     )
-    return (await _submit(_rt(request), event))[1]
+    return (await submit_for_http(runtime_of(request), event))[1]
 
 
 @router.post(
@@ -144,18 +104,18 @@ async def record_envie(body: RecordEnvie, request: Request) -> JSONResponse:
     name="EnvieClosed",
     status_code=201,
     response_model=SubmissionResult,
-    responses={404: {}, 422: {"model": SubmissionResult}},
+    responses={404: {}, **SUBMISSION_RESPONSES},
 )
 async def close_envie(envie_id: str, body: CloseEnvie, request: Request) -> JSONResponse:
     """Close an envie (``duplicate`` and ``entered_in_error`` remove it from the counts)."""
-    rt = _rt(request)
+    rt = runtime_of(request)
     with Session(rt.engine) as session:
         envie = store.envie_state(session, envie_id)
     if envie is None:
         raise HTTPException(
             404, {"errors": [{"field": "envie_id", "message": f"unknown envie {envie_id!r}"}]}
         )
-    event = _event(
+    event = new_event(
         "EnvieClosed",
         envie.quartier,
         envie_id,
@@ -163,7 +123,7 @@ async def close_envie(envie_id: str, body: CloseEnvie, request: Request) -> JSON
         body.occurred_at,
         body.event_id,
     )
-    return (await _submit(rt, event))[1]
+    return (await submit_for_http(rt, event))[1]
 
 
 @router.post(
@@ -171,17 +131,17 @@ async def close_envie(envie_id: str, body: CloseEnvie, request: Request) -> JSON
     name="PorteurRegistered",
     status_code=201,
     response_model=SubmissionResult,
-    responses={422: {"model": SubmissionResult}},
+    responses=SUBMISSION_RESPONSES,
 )
 async def register_porteur(body: RegisterPorteur, request: Request) -> JSONResponse:
     """Register a porteur: the log gets a pseudonymous id, the identity stays here."""
-    rt = _rt(request)
+    rt = runtime_of(request)
     porteur_id = uuid.uuid4().hex
     data = {"age_band": body.age_band.value, "gender": body.gender.value}
-    event = _event(
+    event = new_event(
         "PorteurRegistered", body.quartier, porteur_id, data, body.occurred_at, body.event_id
     )
-    receipt, response = await _submit(rt, event)
+    receipt, response = await submit_for_http(rt, event)
     if receipt is not None and receipt.ok:
         with Session(rt.engine) as session, session.begin():
             exists = session.scalar(
@@ -201,7 +161,7 @@ async def register_porteur(body: RegisterPorteur, request: Request) -> JSONRespo
 @router.get("/porteurs/{porteur_id}")
 def get_porteur(porteur_id: str, request: Request) -> dict[str, Any]:
     """A porteur's attributes, and their identity unless it was erased."""
-    rt = _rt(request)
+    rt = runtime_of(request)
     with Session(rt.engine) as session:
         row = session.execute(
             sa.select(store.porteurs).where(store.porteurs.c.porteur_id == porteur_id)
@@ -228,7 +188,7 @@ def get_porteur(porteur_id: str, request: Request) -> dict[str, Any]:
 @router.delete("/porteurs/{porteur_id}/identity")
 def erase_identity(porteur_id: str, request: Request) -> dict[str, Any]:
     """Erase a person's name and contact (RGPD). The log and every count stay valid."""
-    rt = _rt(request)
+    rt = runtime_of(request)
     now = datetime.now(UTC)
     with Session(rt.engine) as session, session.begin():
         known = session.scalar(
@@ -256,7 +216,7 @@ def list_envies(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> dict[str, Any]:
     """Envies by quartier, in log order."""
-    rt = _rt(request)
+    rt = runtime_of(request)
     q = sa.select(store.envies).order_by(store.envies.c.seq)
     if quartier is not None:
         if quartier not in rt.settings.quartiers:
@@ -284,7 +244,7 @@ def list_envies(
 
 @router.get("/envies/{envie_id}")
 def get_envie(envie_id: str, request: Request) -> dict[str, Any]:
-    with Session(_rt(request).engine) as session:
+    with Session(runtime_of(request).engine) as session:
         row = session.execute(
             sa.select(store.envies).where(store.envies.c.envie_id == envie_id)
         ).first()
@@ -314,21 +274,11 @@ def _envie_json(row: Any) -> dict[str, Any]:
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
     """``ok`` when connected to NATS and deciding; the log position reached."""
-    rt = _rt(request)
-    ok = rt.nc.is_connected and rt.inbox_running()
-    return JSONResponse(
-        {
-            "status": "ok" if ok else "degraded",
-            "nats_connected": rt.nc.is_connected,
-            "deciding": rt.inbox_running(),
-            "log_position": rt.follower.position,
-        },
-        status_code=200 if ok else 503,
-    )
+    return health_response(runtime_of(request))
 
 
 @router.get("/metrics", include_in_schema=False)
 def metrics(request: Request) -> Any:
-    rt = _rt(request)
+    rt = runtime_of(request)
     rt.metrics.log_position.labels("intake").set(rt.follower.position)
     return rt.metrics.response()

@@ -8,8 +8,9 @@ import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
-from services.intake.runtime import IntakeRuntime
+from services.intake.runtime import start_intake
 from shared.client import SubmitClient
+from shared.runtime import ServiceRuntime
 from tests.conftest import NatsServer
 from tests.integration.intake_fixtures import intake_settings
 
@@ -17,8 +18,8 @@ from tests.integration.intake_fixtures import intake_settings
 @pytest.fixture
 async def intake(
     nats_srv: NatsServer, js: JetStreamContext, database_url: str
-) -> AsyncIterator[IntakeRuntime]:
-    rt = await IntakeRuntime.start(intake_settings(nats_srv.url, database_url))
+) -> AsyncIterator[ServiceRuntime]:
+    rt = await start_intake(intake_settings(nats_srv.url, database_url))
     yield rt
     await rt.stop()
 

@@ -7,8 +7,9 @@ import json
 import pytest
 from nats.js import JetStreamContext
 
-from services.intake.runtime import IntakeRuntime
+from services.intake.runtime import start_intake
 from shared.client import SubmitClient
+from shared.runtime import ServiceRuntime
 from shared.subjects import EVENTS_STREAM, REJECTED_STREAM
 from tests import factories
 
@@ -31,7 +32,7 @@ def fields(receipt) -> set[str]:
 
 
 async def test_an_envie_is_accepted_with_its_seq_and_logged(
-    intake: IntakeRuntime, client: SubmitClient, js: JetStreamContext
+    intake: ServiceRuntime, client: SubmitClient, js: JetStreamContext
 ):
     doc = factories.submission(source="forged", recorded_at="1999-01-01T00:00:00Z")
     receipt = await client.submit(doc)
@@ -46,7 +47,7 @@ async def test_an_envie_is_accepted_with_its_seq_and_logged(
 
 
 async def test_close_once_then_refused_and_unknown_envie_refused(
-    intake: IntakeRuntime, client: SubmitClient
+    intake: ServiceRuntime, client: SubmitClient
 ):
     rec = factories.submission()
     assert (await client.submit(rec)).ok
@@ -66,7 +67,7 @@ async def test_close_once_then_refused_and_unknown_envie_refused(
 
 
 async def test_close_in_another_quartier_or_before_recording_is_refused(
-    intake: IntakeRuntime, client: SubmitClient
+    intake: ServiceRuntime, client: SubmitClient
 ):
     rec = factories.submission()
     assert (await client.submit(rec)).ok
@@ -81,7 +82,7 @@ async def test_close_in_another_quartier_or_before_recording_is_refused(
 
 
 async def test_the_same_id_twice_is_refused_for_envies_and_porteurs(
-    intake: IntakeRuntime, client: SubmitClient
+    intake: ServiceRuntime, client: SubmitClient
 ):
     for event_type in ("EnvieRecorded", "PorteurRegistered"):
         first = factories.submission(event_type)
@@ -135,7 +136,7 @@ async def test_the_same_id_twice_is_refused_for_envies_and_porteurs(
     ],
 )
 async def test_bad_submissions_get_a_rejected_receipt_and_are_kept(
-    intake: IntakeRuntime,
+    intake: ServiceRuntime,
     client: SubmitClient,
     js: JetStreamContext,
     payload: bytes,
@@ -154,7 +155,7 @@ async def test_bad_submissions_get_a_rejected_receipt_and_are_kept(
 
 
 async def test_unknown_type_and_forged_grant_are_refused_by_the_gatekeeper(
-    intake: IntakeRuntime, client: SubmitClient, js: JetStreamContext
+    intake: ServiceRuntime, client: SubmitClient, js: JetStreamContext
 ):
     body = json.dumps(factories.submission()).encode()
     r = await client.submit_raw("EnvieRecordedd", body)
@@ -170,7 +171,7 @@ async def test_unknown_type_and_forged_grant_are_refused_by_the_gatekeeper(
     assert (await js.stream_info(EVENTS_STREAM)).state.messages == 0
 
 
-async def test_unconfigured_source_is_refused(intake: IntakeRuntime, nc):
+async def test_unconfigured_source_is_refused(intake: ServiceRuntime, nc):
     stranger = SubmitClient(nc, "stranger")
     r = await stranger.submit(factories.submission())
     await stranger.close()
@@ -178,7 +179,7 @@ async def test_unconfigured_source_is_refused(intake: IntakeRuntime, nc):
 
 
 async def test_resubmission_three_times_one_entry_same_seq(
-    intake: IntakeRuntime, client: SubmitClient, js: JetStreamContext
+    intake: ServiceRuntime, client: SubmitClient, js: JetStreamContext
 ):
     doc = factories.submission()
     receipts = [await client.submit(doc) for _ in range(3)]
@@ -188,7 +189,7 @@ async def test_resubmission_three_times_one_entry_same_seq(
     assert (await js.stream_info(EVENTS_STREAM)).state.messages == 1
 
 
-async def test_an_old_envie_version_is_upcast(intake: IntakeRuntime, client: SubmitClient, js):
+async def test_an_old_envie_version_is_upcast(intake: ServiceRuntime, client: SubmitClient, js):
     doc = factories.submission(schema_version=1)
     r = await client.submit(doc)
     assert r.ok
@@ -197,7 +198,7 @@ async def test_an_old_envie_version_is_upcast(intake: IntakeRuntime, client: Sub
 
 
 async def test_a_receipt_lists_every_reason_schema_and_contract(
-    intake: IntakeRuntime, client: SubmitClient
+    intake: ServiceRuntime, client: SubmitClient
 ):
     doc = factories.submission(
         quartier="QN00000X", occurred_at="2099-01-01T00:00:00+01:00", data={"theme": "meteo"}
@@ -216,7 +217,7 @@ async def test_a_source_may_be_limited_to_some_types(nats_srv, js, nc, database_
     settings = intake_settings(
         nats_srv.url, database_url, source_types='{"partner-b": ["EnvieRecorded"]}'
     )
-    rt = await IntakeRuntime.start(settings)
+    rt = await start_intake(settings)
     try:
         partner = SubmitClient(nc, "partner-b")
         assert (await partner.submit(factories.submission())).ok
