@@ -40,6 +40,13 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
+        self.projects = Gauge(
+            "fph_projects",
+            "Projects by quartier and workflow state (review's read model, at scrape time)",
+            ["quartier", "state"],
+            registry=self.registry,
+        )
+
     def outcomes(self) -> Outcomes:
         return Outcomes(
             on_accepted=lambda t: self.accepted.labels(self.service, t).inc(),

@@ -99,6 +99,18 @@ def residents_majority(data: CommitteeDecidedData) -> bool:
     return data.residents_present * 2 > data.members_present
 
 
+COMMITTEE_RULES: dict[str, tuple[CommitteeRule, str]] = {
+    "residents_majority": (residents_majority, "residents_present * 2 > members_present"),
+    "residents_at_least_half": (
+        lambda d: d.residents_present * 2 >= d.members_present,
+        "residents_present * 2 >= members_present",
+    ),
+    "residents_at_least_one": (lambda d: d.residents_present >= 1, "residents_present >= 1"),
+    "none": (lambda d: True, "no rule"),
+}
+"""The committee rules a deployment may choose (``FPH_REVIEW_COMMITTEE_RULE``)."""
+
+
 @dataclass(frozen=True)
 class World:
     """Everything a decision on one project may look at."""

@@ -1,0 +1,34 @@
+"""Review settings: ``FPH_*`` shared ones plus ``FPH_PARTNERS`` and ``FPH_REVIEW_*``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import NoDecode
+
+from shared.settings import CommonSettings
+
+CommitteeRuleName = Literal[
+    "residents_majority", "residents_at_least_half", "residents_at_least_one", "none"
+]
+
+
+class ReviewSettings(CommonSettings):
+    partners: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["centre-social-nord", "conseil-citoyen", "asso-quartiers"],
+        description="Comma-separated partner ids that may accompany projects.",
+    )
+    review_database_url: str = "sqlite:///.var/review.db"
+    review_host: str = "127.0.0.1"
+    review_port: int = 8002
+    review_desk_source: str = "city"
+    review_committee_rule: CommitteeRuleName = "residents_majority"
+    """Which committee rule a decision must meet (CONTRACT 1.2; default residents' majority)."""
+
+    @field_validator("partners", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
