@@ -146,13 +146,14 @@ def service_app(
 
 
 def health_response(rt: ServiceRuntime) -> JSONResponse:
-    """``ok`` when connected to NATS and deciding; the log position reached."""
+    """``ok`` when connected to NATS and the inbox loop runs (deciding, or standing by
+    while another instance holds the lease); the log position reached."""
     ok = rt.nc.is_connected and rt.inbox_running()
     return JSONResponse(
         {
             "status": "ok" if ok else "degraded",
             "nats_connected": rt.nc.is_connected,
-            "deciding": rt.inbox_running(),
+            "role": "deciding" if rt.inbox.active else "standby",
             "log_position": rt.follower.position,
         },
         status_code=200 if ok else 503,

@@ -28,6 +28,7 @@ service owns (unknown types, malformed subjects, ``GrantAwarded``/``GrantRefused
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -46,6 +47,7 @@ from shared.codec import FieldError, InvalidEvent, parse_submission, peek
 from shared.events import EVENT_TYPES, EventBase, owner_of, with_recording
 from shared.faults import crash_point
 from shared.follower import Follower, apply_new
+from shared.lease import Lease
 from shared.log import ConcurrencyConflict, EventLog, subject_of
 from shared.model import ServiceModel
 from shared.publisher import JetStreamPublisher
@@ -153,6 +155,7 @@ class InboxProcessor:
         self._stopping = asyncio.Event()
         self._publisher = JetStreamPublisher(self.js._nc)
         self._answered_maybe_until = 0  # inbox seqs up to this may have a receipt already
+        self.active = False  # holds the lease and decides (others stand by)
 
     # --- the consumer -----------------------------------------------------
 
@@ -169,7 +172,7 @@ class InboxProcessor:
         So the consumer is recreated at its ack floor: the unfinished submissions
         come first, in order, and those already answered are recognised by their
         receipt (every sequence up to the old delivered one is looked up).
-        One instance per service decides its inbox at a time (see the README).
+        One instance per service decides its inbox at a time (``shared.lease``).
         """
         config = js_api.ConsumerConfig(
             durable_name=self.consumer_name,
@@ -206,13 +209,25 @@ class InboxProcessor:
         self._answered_maybe_until = max(self._answered_maybe_until, delivered or 0)
 
     async def run(self) -> None:
-        """Decide submissions until ``stop()``; the follower must be running."""
+        """Decide submissions until ``stop()``, while holding the service's lease."""
+        lease = Lease(self.js, self.consumer_name)
+        while not self._stopping.is_set():
+            if not await lease.acquire(self._stopping):
+                return
+            try:
+                self.active = True
+                await self._decide_while_holding(lease)
+            finally:
+                self.active = False
+                await lease.release()
+
+    async def _decide_while_holding(self, lease: Lease) -> None:
         await self.ensure_consumer()
         await self.follower.caught_up()
         sub = await self.js.pull_subscribe_bind(self.consumer_name, stream=INBOX_STREAM)
         log.info("%s: deciding submissions from %s", self.owner, self.consumer_name)
         try:
-            while not self._stopping.is_set():
+            while not self._stopping.is_set() and not lease.lost.is_set():
                 try:
                     msgs = await sub.fetch(BATCH, timeout=1.0)
                 except (NatsTimeout, TimeoutError):
@@ -225,14 +240,16 @@ class InboxProcessor:
                 try:
                     await self.process(msgs)
                 except Exception:
-                    # Unacked, the batch comes back after ACK_WAIT, in order, and is decided
-                    # again idempotently (appended events answer their original seq).
+                    # Unacked, the batch is decided again, first and in order, when the
+                    # consumer is resumed (ensure_consumer); appended events are recognised.
                     log.exception(
-                        "%s: batch of %d failed; it will be redelivered", self.owner, len(msgs)
+                        "%s: batch of %d failed; resuming the inbox", self.owner, len(msgs)
                     )
                     await asyncio.sleep(1.0)
+                    return
         finally:
-            await sub.unsubscribe()
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
     def stop(self) -> None:
         self._stopping.set()

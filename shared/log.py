@@ -21,6 +21,7 @@ from nats.js import api as js_api
 from nats.js.errors import APIError, NotFoundError
 
 from shared.events import EventBase
+from shared.lease import provision_leases
 from shared.publisher import JetStreamPublisher
 from shared.subjects import (
     EVENTS_ALL,
@@ -145,6 +146,7 @@ async def provision(js: JetStreamContext, replicas: int = 1) -> list[ConfigDiffe
                 differences.append(ConfigDifference(wanted.name, name, w, e))
     for diff in differences:
         log.warning("%s", diff)
+    await provision_leases(js, replicas)  # the inbox leases live beside the streams
     return differences
 
 
