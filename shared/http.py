@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from nats.js import JetStreamContext
 from pydantic import BaseModel
 
@@ -127,8 +127,10 @@ def service_app(
     router: APIRouter,
     start: Callable[[], Awaitable[ServiceRuntime]],
     desk_source: str,
+    on_scrape: Callable[[ServiceRuntime], None] | None = None,
 ) -> FastAPI:
-    """A service's FastAPI app: its runtime started and stopped with the app."""
+    """A service's FastAPI app: its runtime started and stopped with the app, its routes,
+    and ``/health`` and ``/metrics`` (``on_scrape`` refreshes service gauges first)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -141,6 +143,20 @@ def service_app(
 
     app = FastAPI(title=title, summary=summary, version="1.0", lifespan=lifespan)
     app.include_router(router)
+
+    @app.get("/health")
+    async def health(request: Request) -> JSONResponse:
+        """``ok`` when connected to NATS and the inbox loop runs; role and log position."""
+        return health_response(runtime_of(request))
+
+    @app.get("/metrics", include_in_schema=False)
+    def metrics(request: Request) -> Response:
+        rt = runtime_of(request)
+        rt.metrics.log_position.labels(rt.name).set(rt.follower.position)
+        if on_scrape is not None:
+            on_scrape(rt)
+        return rt.metrics.response()
+
     keep_refused_requests(app, lambda: app.state.runtime.nc.jetstream(), desk_source)
     return app
 

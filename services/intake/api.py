@@ -23,7 +23,6 @@ from shared.events import AgeBand, Channel, CloseReason, Gender, Theme
 from shared.http import (
     SUBMISSION_RESPONSES,
     SubmissionResult,
-    health_response,
     new_event,
     runtime_of,
     submit_for_http,
@@ -269,16 +268,3 @@ def _envie_json(row: Any) -> dict[str, Any]:
         "closed_reason": row.closed_reason,
         "closed_at": store._aware(row.closed_at).isoformat() if row.closed_at else None,
     }
-
-
-@router.get("/health")
-async def health(request: Request) -> JSONResponse:
-    """``ok`` when connected to NATS and deciding; the log position reached."""
-    return health_response(runtime_of(request))
-
-
-@router.get("/metrics", include_in_schema=False)
-def metrics(request: Request) -> Any:
-    rt = runtime_of(request)
-    rt.metrics.log_position.labels("intake").set(rt.follower.position)
-    return rt.metrics.response()

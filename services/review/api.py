@@ -23,11 +23,11 @@ from shared.events import Decision, Mechanism, Outcome, Stage
 from shared.http import (
     SUBMISSION_RESPONSES,
     SubmissionResult,
-    health_response,
     new_event,
     runtime_of,
     submit_for_http,
 )
+from shared.runtime import ServiceRuntime
 
 router = APIRouter()
 
@@ -268,15 +268,8 @@ def get_project(project_id: str, request: Request) -> dict[str, Any]:
     return project
 
 
-@router.get("/health")
-async def health(request: Request) -> JSONResponse:
-    return health_response(runtime_of(request))
-
-
-@router.get("/metrics", include_in_schema=False)
-def metrics(request: Request) -> Any:
-    rt = runtime_of(request)
-    rt.metrics.log_position.labels("review").set(rt.follower.position)
+def refresh_project_gauge(rt: ServiceRuntime) -> None:
+    """Projects by quartier and state, read from the store at scrape time."""
     gauge = rt.metrics.projects
     gauge.clear()
     with Session(rt.engine) as session:
@@ -287,4 +280,3 @@ def metrics(request: Request) -> Any:
         ).all()
     for quartier, state, count in rows:
         gauge.labels(quartier, state).set(count)
-    return rt.metrics.response()

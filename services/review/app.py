@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.review.api import router
+from services.review.api import refresh_project_gauge, router
 from services.review.runtime import start_review
 from services.review.settings import ReviewSettings
 from shared.http import service_app
@@ -18,4 +18,5 @@ def create_app(settings: ReviewSettings | None = None) -> FastAPI:
         router,
         lambda: start_review(settings),
         settings.review_desk_source,
+        on_scrape=refresh_project_gauge,
     )
