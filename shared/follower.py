@@ -100,6 +100,12 @@ class Follower:
             self._task.result()  # surface the follower's failure
         await asyncio.wait_for(reached(), timeout)
 
+    async def moved(self, timeout: float) -> None:
+        """Wait until the follower applies something new (or ``timeout`` passes)."""
+        async with self._moved:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._moved.wait(), timeout)
+
     async def caught_up(self, timeout: float = 300.0) -> int:
         """Wait until the log as it is now is applied; the sequence reached."""
         end = await self.log.last_seq()

@@ -47,6 +47,20 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
+        self.answers = Counter(
+            "fph_grant_answers",
+            "Funding's answers to approved decisions given by this process, by outcome"
+            " (awarded, no_envelope, cap_exceeded, envelope_exhausted)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.envelope_remaining = Gauge(
+            "fph_envelope_remaining_cents",
+            "What each FPH envelope can still award (read model, at scrape time)",
+            ["envelope", "quartier", "year"],
+            registry=self.registry,
+        )
+
     def outcomes(self) -> Outcomes:
         return Outcomes(
             on_accepted=lambda t: self.accepted.labels(self.service, t).inc(),

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
@@ -40,6 +42,8 @@ class ServiceRuntime:
     client: SubmitClient
     metrics: ServiceMetrics
     inbox_task: asyncio.Task[None] | None = None
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
     async def start(
@@ -51,6 +55,7 @@ class ServiceRuntime:
         desk_source: str,
         model: ServiceModel,
         gatekeeper: bool = False,
+        background: Sequence[Callable[[ServiceRuntime], Coroutine[Any, Any, None]]] = (),
     ) -> ServiceRuntime:
         """Connect, create tables, catch up with the log, then decide submissions."""
         nc = await nats.connect(settings.nats_url, name=f"fph-{name}", max_reconnect_attempts=-1)
@@ -78,13 +83,22 @@ class ServiceRuntime:
         reached = await follower.caught_up()
         log.info("%s caught up with the log at seq %d", name, reached)
         rt.inbox_task = asyncio.create_task(inbox.run(), name=f"{name}-inbox")
+        rt.tasks = [
+            asyncio.create_task(job(rt), name=f"{name}-{job.__name__}") for job in background
+        ]
         return rt
 
     def inbox_running(self) -> bool:
         return self.inbox_task is not None and not self.inbox_task.done()
 
     async def stop(self) -> None:
+        self.stopping.set()
         self.inbox.stop()
+        for task in self.tasks:
+            try:
+                await asyncio.wait_for(task, 10)
+            except Exception:
+                log.exception("%s: %s stopped with an error", self.name, task.get_name())
         if self.inbox_task is not None:
             try:
                 await asyncio.wait_for(self.inbox_task, 10)
