@@ -167,7 +167,8 @@ def _accompany_guards(event: ProjectAccompanied, world: World) -> list[FieldErro
         where = f"data.envie_ids.{i}"
         if envie is None:
             errors.append(FieldError(where, f"unknown envie {envie_id!r}", "unknown_envie"))
-        elif envie.quartier != event.quartier:
+            continue
+        if envie.quartier != event.quartier:
             errors.append(
                 FieldError(
                     where,
@@ -175,7 +176,7 @@ def _accompany_guards(event: ProjectAccompanied, world: World) -> list[FieldErro
                     "wrong_quartier",
                 )
             )
-        elif envie.closed_reason in RETRACTING_REASONS:
+        if envie.closed_reason in RETRACTING_REASONS:
             errors.append(
                 FieldError(
                     where,
