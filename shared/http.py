@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from nats.js import JetStreamContext
@@ -143,6 +143,14 @@ def service_app(
 
     app = FastAPI(title=title, summary=summary, version="1.0", lifespan=lifespan)
     app.include_router(router)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        # One shape for every refusal: {"errors": [{"field", "message"}...]}.
+        detail = exc.detail
+        if isinstance(detail, dict) and "errors" in detail:
+            return JSONResponse(detail, status_code=exc.status_code)
+        return JSONResponse({"detail": detail}, status_code=exc.status_code)
 
     @app.get("/health")
     async def health(request: Request) -> JSONResponse:

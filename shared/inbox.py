@@ -264,6 +264,12 @@ class InboxProcessor:
         and flushed before a submission touching an aggregate with one in flight.
         """
         subs = [Submission.from_msg(m) for m in msgs]
+        if self.model.followed_types - self.owned_types:
+            # Decide on the log as it is now: what other services logged just before these
+            # submissions (a fresh envie, a grant) must be in the state. A service that
+            # follows only its own types has it already (it alone writes them, one
+            # instance at a time, and caught up when it took the lease).
+            await self.follower.caught_up()
         with Session(self.engine) as session:
             progress = get_inbox_progress(session, self.consumer_name)
         await self._mark_already_answered(subs, progress)

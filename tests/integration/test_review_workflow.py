@@ -782,7 +782,7 @@ async def test_projects_by_quartier_and_state_and_their_metrics(platform: Platfo
     assert await listed(quartier=Q2, state="submitted") == []
     assert await listed(limit=2, offset=1) == [b, c]
     r = await p.review.get("/projects", params={"quartier": "QN00000X"})
-    assert r.status_code == 422 and r.json()["detail"]["errors"][0]["field"] == "quartier"
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "quartier"
     assert (await p.review.get("/projects", params={"state": "lost"})).status_code == 422
 
     metrics = (await p.review.get("/metrics")).text
