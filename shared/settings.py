@@ -13,7 +13,8 @@ DEFAULT_QUARTIERS = ["QN09301M", "QN09302M", "QN09303M"]
 DEFAULT_SOURCES = ["city", "centre-social-nord", "conseil-citoyen", "demo"]
 
 
-def _split(value: Any) -> Any:
+def comma_separated(value: Any) -> Any:
+    """``"a, b,c"`` -> ``["a", "b", "c"]`` for list settings given as one variable."""
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     return value
@@ -44,7 +45,7 @@ class CommonSettings(BaseSettings):
     @field_validator("quartiers", "sources", mode="before")
     @classmethod
     def _comma_list(cls, value: Any) -> Any:
-        return _split(value)
+        return comma_separated(value)
 
     @field_validator("source_types", mode="before")
     @classmethod

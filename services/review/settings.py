@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import NoDecode
 
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, comma_separated
 
 CommitteeRuleName = Literal[
     "residents_majority", "residents_at_least_half", "residents_at_least_one", "none"
@@ -28,7 +28,6 @@ class ReviewSettings(CommonSettings):
 
     @field_validator("partners", mode="before")
     @classmethod
-    def _comma_list(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [p.strip() for p in value.split(",") if p.strip()]
-        return value
+    def _partners_list(cls, value: Any) -> Any:
+        # Its own name: reusing the base class's validator name would replace it.
+        return comma_separated(value)
