@@ -113,6 +113,22 @@ class Follower:
         return end
 
     async def _run(self) -> None:
+        """Follow for ever: an error (NATS, the database, a gap) is logged and the reading
+        starts again after the checkpoint, which only moves once a batch is committed."""
+        while True:
+            try:
+                await self._follow()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception(
+                    "%s: following the log failed at seq %d; resuming in 1 s",
+                    self.name,
+                    self.position,
+                )
+                await asyncio.sleep(1.0)
+
+    async def _follow(self) -> None:
         sub = await self.js.subscribe(
             EVENTS_ALL,
             stream=EVENTS_STREAM,
@@ -132,7 +148,8 @@ class Follower:
                 async with self._moved:
                     self._moved.notify_all()
         finally:
-            await sub.unsubscribe()
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
     def _apply_batch(self, batch: list[Msg]) -> None:
         last = self.position
@@ -141,6 +158,8 @@ class Follower:
             seq = msg.metadata.sequence.stream
             if seq <= last:
                 continue  # at or below the checkpoint: already applied
+            if seq != last + 1:
+                raise RuntimeError(f"gap in the log: seq {seq} after {last}")
             headers = msg.headers or {}
             if headers.get(EVENT_TYPE_HEADER) in self.projection.followed_types:
                 msg_id = headers.get(MSG_ID, "")

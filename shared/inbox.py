@@ -102,6 +102,7 @@ class Submission:
     event: EventBase | None = None
     receipt: Receipt | None = None
     skip_receipt: bool = False  # answered before a crash: ack only
+    answered: bool = False  # its receipt is out
 
     @classmethod
     def from_msg(cls, msg: Msg) -> Submission:
@@ -150,6 +151,9 @@ class InboxProcessor:
     now: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def __post_init__(self) -> None:
+        # Answers to decisions are never submitted: the gatekeeper refuses them, and the
+        # owner's inbox must not see them (its consumer does not filter them).
+        self.owned_types = self.owned_types - FUNDING_ONLY
         self.consumer_name = self.consumer_name or f"{self.owner}-inbox-v1"
         self.log = EventLog(self.js)
         self._stopping = asyncio.Event()
@@ -209,17 +213,26 @@ class InboxProcessor:
         self._answered_maybe_until = max(self._answered_maybe_until, delivered or 0)
 
     async def run(self) -> None:
-        """Decide submissions until ``stop()``, while holding the service's lease."""
+        """Decide submissions until ``stop()``, while holding the service's lease.
+
+        Any error (NATS reconnecting, the database away) is logged and the loop starts
+        over after a pause: the unfinished batch is decided again, first and in order.
+        """
         lease = Lease(self.js, self.consumer_name)
         while not self._stopping.is_set():
-            if not await lease.acquire(self._stopping):
-                return
             try:
-                self.active = True
-                await self._decide_while_holding(lease)
-            finally:
-                self.active = False
-                await lease.release()
+                if not await lease.acquire(self._stopping):
+                    return
+                try:
+                    self.active = True
+                    await self._decide_while_holding(lease)
+                finally:
+                    self.active = False
+                    await lease.release()
+            except Exception:
+                log.exception("%s: the inbox loop failed; starting over in 2 s", self.owner)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), 2.0)
 
     async def _decide_while_holding(self, lease: Lease) -> None:
         await self.ensure_consumer()
@@ -227,7 +240,7 @@ class InboxProcessor:
         sub = await self.js.pull_subscribe_bind(self.consumer_name, stream=INBOX_STREAM)
         log.info("%s: deciding submissions from %s", self.owner, self.consumer_name)
         try:
-            while not self._stopping.is_set() and not lease.lost.is_set():
+            while not self._stopping.is_set() and lease.valid():
                 try:
                     msgs = await sub.fetch(BATCH, timeout=1.0)
                 except (NatsTimeout, TimeoutError):
@@ -238,7 +251,7 @@ class InboxProcessor:
                 if not msgs:
                     continue
                 try:
-                    await self.process(msgs)
+                    await self.process(msgs, lease)
                 except Exception:
                     # Unacked, the batch is decided again, first and in order, when the
                     # consumer is resumed (ensure_consumer); appended events are recognised.
@@ -256,7 +269,7 @@ class InboxProcessor:
 
     # --- one batch --------------------------------------------------------
 
-    async def process(self, msgs: Sequence[Msg]) -> list[Submission]:
+    async def process(self, msgs: Sequence[Msg], lease: Lease | None = None) -> list[Submission]:
         """Decide, append, answer and ack one batch, in order.
 
         State is read once for the whole batch (``model.load``) and kept current in
@@ -281,16 +294,20 @@ class InboxProcessor:
             event = self._decide_stateless(sub)
             if event is not None:
                 candidates.append((sub, event))
-        batch = _Batch(self, [e for _, e in candidates])
+        batch = _Batch(self, subs, [e for _, e in candidates])
         for sub, event in candidates:
             if subject_of(event) in batch.pending_subjects:
                 await batch.flush()
             batch.decide(sub, event)
         await batch.flush()
         crash_point("after_append")
+        if lease is not None:
+            lease.check()  # taken over meanwhile: the new holder decides this batch again
 
         with Session(self.engine) as session, session.begin():
             set_inbox_progress(session, self.consumer_name, subs[-1].inbox_seq)
+        if lease is not None:
+            lease.check()
         await self._answer(subs)
         crash_point("after_receipts")
         for sub in subs:
@@ -444,7 +461,11 @@ class InboxProcessor:
 
     async def _answer(self, subs: list[Submission]) -> None:
         """Keep refused bytes, then publish one receipt per decided submission."""
-        answered = [s for s in subs if s.receipt is not None and not s.skip_receipt]
+        answered = [
+            s for s in subs if s.receipt is not None and not s.skip_receipt and not s.answered
+        ]
+        if not answered:
+            return
         self._count(answered)  # before the receipts: whoever reads one sees it counted
         refused = [self._rejected_copy(s) for s in answered if s.receipt and not s.receipt.ok]
         for answer in await self._publisher.publish_all(refused):
@@ -453,6 +474,8 @@ class InboxProcessor:
         for answer in await self._publisher.publish_all([self._receipt(s) for s in answered]):
             if not isinstance(answer, dict):
                 raise answer
+        for sub in answered:
+            sub.answered = True
 
     def _count(self, answered: list[Submission]) -> None:
         for sub in answered:
@@ -496,8 +519,11 @@ class InboxProcessor:
 class _Batch:
     """The state and the appends in flight while one batch is decided."""
 
-    def __init__(self, processor: InboxProcessor, events: list[EventBase]) -> None:
+    def __init__(
+        self, processor: InboxProcessor, subs: list[Submission], events: list[EventBase]
+    ) -> None:
         self.p = processor
+        self.subs = subs
         self.events = events
         self.pending: list[tuple[Submission, EventBase]] = []
         self.pending_subjects: set[str] = set()
@@ -544,20 +570,33 @@ class _Batch:
                 return
             pending, self.pending = self.pending, []
             self.pending_subjects = set()
+            # Verdicts given so far go out before anything later is appended: after a
+            # crash, a submission refused on the state before these appends must not be
+            # decided again on the state after them.
+            await self.p._answer(self.subs)
             items = [(e, self.seqs.get(subject_of(e), 0)) for _, e in pending]
             results = await self.p.log.append_many(items, self.p._publisher)
             appended: list[tuple[Submission, EventBase, int]] = []
+            already: list[tuple[Submission, EventBase, int]] = []
             conflicted: list[tuple[Submission, EventBase]] = []
             for (sub, event), result in zip(pending, results, strict=True):
                 if isinstance(result, ConcurrencyConflict):
                     conflicted.append((sub, event))
+                elif result.duplicate:
+                    already.append((sub, event, result.seq))
                 else:
                     appended.append((sub, event, result.seq))
             with Session(self.p.engine) as session, session.begin():
                 apply_new(session, self.p.model, [(e, seq) for _, e, seq in appended])
-            for sub, event, seq in appended:
+            for _, _, seq in already:
+                # Logged before (a crashed run, another instance): the follower applies the
+                # logged body, which is the one that counts.
+                await self.p.follower.wait_for(seq)
+            written_here = {str(e.event_id) for _, e, _ in appended}
+            for sub, event, seq in appended + already:
                 event_id, subject = str(event.event_id), subject_of(event)
-                self.p.follower.note_written(event_id)
+                if event_id in written_here:
+                    self.p.follower.note_written(event_id)
                 sub.accept(event_id, seq)
                 self.known[event_id] = IndexedEvent(event_id, seq, event.type, subject)
                 self.seqs[subject] = max(self.seqs.get(subject, 0), seq)

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 
 from nats.js import JetStreamContext
@@ -46,6 +47,10 @@ async def provision_leases(js: JetStreamContext, replicas: int = 1) -> KeyValue:
         )
 
 
+class LeaseLost(RuntimeError):
+    """The lease was not renewed in time: another instance may hold it now."""
+
+
 class Lease:
     """Hold ``key`` while deciding; ``lost`` is set if another instance took it over."""
 
@@ -57,6 +62,17 @@ class Lease:
         self._revision = 0
         self._kv: KeyValue | None = None
         self._renewer: asyncio.Task[None] | None = None
+        self._renewed_at = 0.0
+
+    def valid(self) -> bool:
+        """Held, and renewed recently enough that no other instance can have taken it."""
+        margin = LEASE_SECONDS - 2 * RENEW_EVERY
+        return not self.lost.is_set() and time.monotonic() - self._renewed_at < margin
+
+    def check(self) -> None:
+        """Raise ``LeaseLost`` unless ``valid()``: call before an irreversible step."""
+        if not self.valid():
+            raise LeaseLost(f"{self.holder} no longer holds {self.key}")
 
     async def acquire(self, stopping: asyncio.Event) -> bool:
         """Wait until this instance holds the lease (False if ``stopping`` came first)."""
@@ -65,9 +81,14 @@ class Lease:
         while not stopping.is_set():
             try:
                 self._revision = await self._kv.create(self.key, self.holder.encode())
-            except KeyWrongLastSequenceError:
+                self._renewed_at = time.monotonic()
+            except Exception as exc:  # held by another instance, or a passing NATS error
+                if not isinstance(exc, KeyWrongLastSequenceError):
+                    log.warning("could not take the lease %s: %s", self.key, exc)
                 if not announced:
-                    entry = await self._current()
+                    entry = None
+                    with contextlib.suppress(Exception):
+                        entry = await self._current()
                     log.info("standing by: %s decides %s", entry or "another instance", self.key)
                     announced = True
                 with contextlib.suppress(TimeoutError):
@@ -95,6 +116,7 @@ class Lease:
                 self._revision = await self._kv.update(
                     self.key, self.holder.encode(), last=self._revision
                 )
+                self._renewed_at = time.monotonic()
             except KeyWrongLastSequenceError:
                 log.error("%s lost the lease %s: stops deciding", self.holder, self.key)
                 self.lost.set()

@@ -167,7 +167,7 @@ class IntakeModel:
                 {
                     "envie_id": e.aggregate_id,
                     "quartier": e.quartier,
-                    "occurred_at": e.occurred_at,
+                    "occurred_at": e.occurred_at.astimezone(UTC),  # SQLite keeps no offset
                     "channel": d.channel.value,
                     "theme": d.theme.value,
                     "summary": d.summary,
@@ -193,7 +193,7 @@ class IntakeModel:
                     {
                         "k": e.aggregate_id,
                         "reason": e.data.reason.value,
-                        "at": e.occurred_at,
+                        "at": e.occurred_at.astimezone(UTC),
                         "s": seq,
                     }
                     for e, seq in closed

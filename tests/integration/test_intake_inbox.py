@@ -226,3 +226,17 @@ async def test_a_source_may_be_limited_to_some_types(nats_srv, js, nc, database_
         await partner.close()
     finally:
         await rt.stop()
+
+
+async def test_times_keep_their_offset_in_the_database(
+    intake: ServiceRuntime, client: SubmitClient
+):
+    # Recorded at 10:00+01:00 (09:00Z); closed at 09:30Z, after it: accepted, also when the
+    # close is decided in a later batch, on the state read back from the database.
+    rec = factories.submission(occurred_at="2026-03-01T10:00:00+01:00")
+    assert (await client.submit(rec)).ok
+    close = factories.submission(
+        "EnvieClosed", aggregate_id=rec["aggregate_id"], occurred_at="2026-03-01T09:30:00Z"
+    )
+    r = await client.submit(close)
+    assert r.ok, r.errors
