@@ -169,8 +169,8 @@ class PorteurRegisteredData(Strict):
 
 class ProjectAccompaniedData(Strict):
     title: Annotated[str, StringConstraints(min_length=1, max_length=300)]
-    envie_ids: Annotated[list[Token], Field(min_length=1)]
-    porteur_ids: Annotated[list[Token], Field(min_length=1)]
+    envie_ids: Annotated[list[Token], Field(min_length=1, max_length=200)]
+    porteur_ids: Annotated[list[Token], Field(min_length=1, max_length=200)]
     partner: Token
     stage: Stage
 

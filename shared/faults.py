@@ -25,3 +25,9 @@ def crash_point(name: str) -> None:
         sys.stderr.write(f"FPH_FAULT: crashing at {name} (occurrence {_counts[name]})\n")
         sys.stderr.flush()
         os._exit(137)
+
+
+def raise_point(name: str, key: str) -> None:
+    """Raise at ``name`` for ``key`` when ``FPH_FAULT_RAISE=<name>:<key>`` (a poison input)."""
+    if os.environ.get("FPH_FAULT_RAISE") == f"{name}:{key}":
+        raise RuntimeError(f"FPH_FAULT_RAISE: injected failure at {name} for {key}")

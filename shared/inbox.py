@@ -45,9 +45,9 @@ from sqlalchemy.orm import Session
 
 from shared.codec import FieldError, InvalidEvent, parse_submission, peek
 from shared.events import EVENT_TYPES, EventBase, owner_of, with_recording
-from shared.faults import crash_point
+from shared.faults import crash_point, raise_point
 from shared.follower import Follower, apply_new
-from shared.lease import Lease
+from shared.lease import Lease, LeaseLost
 from shared.log import ConcurrencyConflict, EventLog, subject_of
 from shared.model import ServiceModel
 from shared.publisher import JetStreamPublisher
@@ -79,6 +79,7 @@ FUNDING_ONLY = frozenset({"GrantAwarded", "GrantRefused"})
 BATCH = 1000
 ACK_WAIT = 15.0
 MAX_CONFLICT_RETRIES = 5
+ISOLATE_AFTER = 3  # failures of the same batch before its submissions are decided alone
 
 
 def _timestamp(value: str | None) -> datetime | None:
@@ -160,6 +161,7 @@ class InboxProcessor:
         self._publisher = JetStreamPublisher(self.js._nc)
         self._answered_maybe_until = 0  # inbox seqs up to this may have a receipt already
         self.active = False  # holds the lease and decides (others stand by)
+        self._failures: dict[int, int] = {}  # first inbox seq of a failing batch -> failures
 
     # --- the consumer -----------------------------------------------------
 
@@ -250,19 +252,57 @@ class InboxProcessor:
                     continue
                 if not msgs:
                     continue
+                first = msgs[0].metadata.sequence.stream
                 try:
-                    await self.process(msgs, lease)
+                    if self._failures.get(first, 0) >= ISOLATE_AFTER:
+                        await self._process_one_by_one(msgs, lease)
+                    else:
+                        await self.process(msgs, lease)
+                    self._failures.clear()
                 except Exception:
                     # Unacked, the batch is decided again, first and in order, when the
                     # consumer is resumed (ensure_consumer); appended events are recognised.
+                    # A batch that keeps failing is then decided one submission at a time.
+                    self._failures = {first: self._failures.get(first, 0) + 1}
                     log.exception(
-                        "%s: batch of %d failed; resuming the inbox", self.owner, len(msgs)
+                        "%s: batch of %d from inbox seq %d failed (%d time(s)); resuming",
+                        self.owner,
+                        len(msgs),
+                        first,
+                        self._failures[first],
                     )
                     await asyncio.sleep(1.0)
                     return
         finally:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    async def _process_one_by_one(self, msgs: Sequence[Msg], lease: Lease) -> None:
+        """Isolate a submission that fails every time: refuse it (kept with the error in
+        FPH_REJECTED for the operators) so that the ones after it are decided."""
+        for msg in msgs:
+            try:
+                await self.process([msg], lease)
+            except LeaseLost:
+                raise
+            except Exception as exc:
+                sub = Submission.from_msg(msg)
+                log.exception(
+                    "%s: inbox seq %d cannot be decided; refusing it", self.owner, sub.inbox_seq
+                )
+                sub.reject(
+                    [
+                        FieldError(
+                            "(body)",
+                            f"could not be decided ({type(exc).__name__}); it is kept in"
+                            " FPH_REJECTED for the operators, contact them or submit again",
+                            "internal_error",
+                        )
+                    ]
+                )
+                lease.check()
+                await self._answer([sub])
+                await msg.ack()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -278,10 +318,10 @@ class InboxProcessor:
         """
         subs = [Submission.from_msg(m) for m in msgs]
         if self.model.followed_types - self.owned_types:
-            # Decide on the log as it is now: what other services logged just before these
-            # submissions (a fresh envie, a grant) must be in the state. A service that
-            # follows only its own types has it already (it alone writes them, one
-            # instance at a time, and caught up when it took the lease).
+            # Decide on the log as it is now: what other writers logged just before these
+            # submissions (a fresh envie, a grant) must be in the state. Intake follows only
+            # the types its inbox alone writes (one instance at a time, caught up when it
+            # took the lease), so it has them already.
             await self.follower.caught_up()
         with Session(self.engine) as session:
             progress = get_inbox_progress(session, self.consumer_name)
@@ -340,8 +380,9 @@ class InboxProcessor:
 
     async def _receipt_exists(self, sub: Submission) -> bool:
         try:
+            # Not a direct get: on a replicated stream a lagging replica could answer.
             await self.js.get_last_msg(
-                RECEIPTS_STREAM, receipt_subject(sub.source, sub.inbox_seq), direct=True
+                RECEIPTS_STREAM, receipt_subject(sub.source, sub.inbox_seq), direct=False
             )
         except NotFoundError:
             return False
@@ -537,6 +578,7 @@ class _Batch:
 
     def decide(self, sub: Submission, event: EventBase) -> None:
         """Idempotency, then the service's rules; an accepted event joins the pending appends."""
+        raise_point("decide", event.aggregate_id)
         event_id = str(event.event_id)
         known = self.known.get(event_id)
         if known is not None:

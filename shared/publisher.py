@@ -66,18 +66,27 @@ class JetStreamPublisher:
         await self.nc.publish(subject, payload, reply=f"{self._prefix}.{token}", headers=headers)
         return future
 
+    def _forget(self, futures: list[asyncio.Future[dict[str, Any]]]) -> None:
+        dropped = set(map(id, futures))
+        for token, future in list(self._futures.items()):
+            if id(future) in dropped:
+                del self._futures[token]
+
     async def publish_all(
         self,
         messages: Sequence[tuple[str, bytes, dict[str, str] | None]],
         timeout: float = 10.0,
     ) -> list[dict[str, Any] | APIError]:
         """Publish all, then wait for every answer: each PubAck dict, or its APIError."""
-        futures = [await self.publish(s, p, h) for s, p, h in messages]
+        futures: list[asyncio.Future[dict[str, Any]]] = []
         try:
+            for s, p, h in messages:
+                futures.append(await self.publish(s, p, h))
             done = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), timeout)
-        except TimeoutError:
+        except BaseException:
             for f in futures:
                 f.cancel()
+            self._forget(futures)
             raise
         out: list[dict[str, Any] | APIError] = []
         for result in done:

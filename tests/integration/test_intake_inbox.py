@@ -240,3 +240,21 @@ async def test_times_keep_their_offset_in_the_database(
     )
     r = await client.submit(close)
     assert r.ok, r.errors
+
+
+async def test_a_submission_that_always_fails_is_isolated_and_the_others_decided(
+    intake: ServiceRuntime, client: SubmitClient, js: JetStreamContext, monkeypatch
+):
+    poison = factories.submission(aggregate_id="poison")
+    monkeypatch.setenv("FPH_FAULT_RAISE", "decide:poison")
+    before, after = factories.submission(), factories.submission()
+    seqs = [
+        await client.publish(d["type"], json.dumps(d).encode()) for d in (before, poison, after)
+    ]
+    receipts = [await client.receipt(s, timeout=60) for s in seqs]
+    assert [r.status for r in receipts] == ["accepted", "rejected", "accepted"]
+    assert [e.code for e in receipts[1].errors] == ["internal_error"]
+    kept = await js.get_last_msg(REJECTED_STREAM, "fph.rejected.centre-social-nord.EnvieRecorded")
+    assert json.loads(kept.data)["aggregate_id"] == "poison"
+    logged = [json.loads((await js.get_msg(EVENTS_STREAM, s)).data)["aggregate_id"] for s in (1, 2)]
+    assert logged == [before["aggregate_id"], after["aggregate_id"]]
