@@ -73,15 +73,19 @@ decisions = sa.Table(
     sa.Column("quartier", sa.String(128), nullable=False),
     sa.Column("envelope_id", sa.String(128), nullable=False),
     sa.Column("amount_cents", sa.BigInteger, nullable=False),
-    sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+    # RFC 3339 text, offset kept: the answer's occurred_at is the decision's, exactly
+    # (a DateTime column drops the offset on SQLite and reads it back as UTC).
+    sa.Column("occurred_at", sa.String(40), nullable=False),
     sa.Column("correlation_id", sa.String(36)),
     sa.Column("answered_seq", sa.BigInteger, index=True),
     sa.Column("answer", sa.String(40)),
 )
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+def _timestamp(value: str | datetime) -> datetime:
+    """A decision's ``occurred_at`` as stored (text; a datetime from an older table)."""
+    parsed = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def load_envelopes(session: Session, ids: Iterable[str]) -> dict[str, domain.Envelope]:
@@ -155,7 +159,7 @@ def pending_decisions(session: Session, limit: int = 200) -> list[domain.Pending
             r.quartier,
             r.envelope_id,
             r.amount_cents,
-            _aware(r.occurred_at),
+            _timestamp(r.occurred_at),
             r.correlation_id,
         )
         for r in rows
@@ -201,7 +205,7 @@ class FundingModel:
                         quartier=pending.quartier,
                         envelope_id=pending.envelope_id,
                         amount_cents=pending.amount_cents,
-                        occurred_at=pending.occurred_at,
+                        occurred_at=pending.occurred_at.isoformat(),
                         correlation_id=pending.correlation_id,
                     )
                 )
