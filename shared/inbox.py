@@ -78,7 +78,7 @@ FUNDING_ONLY = frozenset({"GrantAwarded", "GrantRefused"})
 
 BATCH = 1000
 ACK_WAIT = 15.0
-MAX_CONFLICT_RETRIES = 5
+MAX_CONFLICT_RETRIES = 50
 ISOLATE_AFTER = 3  # failures of the same batch before its submissions are decided alone
 
 
@@ -162,6 +162,7 @@ class InboxProcessor:
         self._answered_maybe_until = 0  # inbox seqs up to this may have a receipt already
         self.active = False  # holds the lease and decides (others stand by)
         self._failures: dict[int, int] = {}  # first inbox seq of a failing batch -> failures
+        self.write_lock = asyncio.Lock()  # shared with the service's other writers
 
     # --- the consumer -----------------------------------------------------
 
@@ -617,7 +618,8 @@ class _Batch:
             # decided again on the state after them.
             await self.p._answer(self.subs)
             items = [(e, self.seqs.get(subject_of(e), 0)) for _, e in pending]
-            results = await self.p.log.append_many(items, self.p._publisher)
+            async with self.p.write_lock:
+                results = await self.p.log.append_many(items, self.p._publisher)
             appended: list[tuple[Submission, EventBase, int]] = []
             already: list[tuple[Submission, EventBase, int]] = []
             conflicted: list[tuple[Submission, EventBase]] = []

@@ -43,6 +43,8 @@ class ServiceRuntime:
     metrics: ServiceMetrics
     inbox_task: asyncio.Task[None] | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    write_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    """Held while this process appends, so its own writers never race each other."""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
@@ -80,6 +82,7 @@ class ServiceRuntime:
         client = SubmitClient(nc, desk_source)
         await client.start()
         rt = cls(name, settings, nc, engine, model, follower, inbox, client, metrics)
+        inbox.write_lock = rt.write_lock
         reached = await follower.caught_up()
         log.info("%s caught up with the log at seq %d", name, reached)
         rt.inbox_task = asyncio.create_task(inbox.run(), name=f"{name}-inbox")
