@@ -68,22 +68,23 @@ def install() -> None:
     P = inbox.InboxProcessor
     original_process = P.process
 
-    async def process(self: Any, msgs: Any) -> Any:
+    async def process(self: Any, msgs: Any, lease: Any = None) -> Any:
         BATCH_SIZES.append(len(msgs))
         started = time.perf_counter()
         try:
-            return await original_process(self, msgs)
+            return await original_process(self, msgs, lease)
         finally:
             _record("inbox.process (whole batch)", started)
 
     P.process = process  # type: ignore[method-assign]
     wrap_async(P, "_mark_already_answered", "inbox._mark_already_answered")
     wrap_sync(P, "_decide_stateless", "inbox._decide_stateless (parse+contract)")
-    wrap_sync(P, "_decide_stateful", "inbox._decide_stateful (idempotency+rules, 1 session)")
-    wrap_async(P, "_flush", "inbox._flush (appends+apply+commit)")
+    wrap_sync(inbox._Batch, "_load", "batch._load (index, subject seqs, state: 3 queries)")
+    wrap_sync(inbox._Batch, "decide", "batch.decide (idempotency+rules, in memory)")
+    wrap_async(inbox._Batch, "flush", "batch.flush (appends+apply+commit)")
     wrap_async(EventLog, "append_many", "  log.append_many (publish, await acks)")
     wrap_async(P, "_answer", "inbox._answer (receipts, await acks)")
-    for name in ("get_inbox_progress", "set_inbox_progress", "get_subject_seq"):
+    for name in ("get_inbox_progress", "set_inbox_progress", "get_subject_seqs"):
         wrap_sync(inbox, name, f"  store.{name}")
     wrap_sync(Follower, "_apply_batch", "follower._apply_batch (re-reads own appends)")
     wrap_async(JetStreamContext.PullSubscription, "fetch", "pull fetch (incl. idle waits)")

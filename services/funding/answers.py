@@ -102,9 +102,10 @@ async def _append_answer(
         with Session(rt.engine) as session, session.begin():
             apply_new(session, rt.model, [(event, appended.seq)])
         rt.follower.note_written(str(event.event_id))
-    rt.metrics.answers.labels(
-        answer.data.get("reason", "awarded") if answer.type == "GrantRefused" else "awarded"
-    ).inc()
+    if not appended.duplicate:
+        rt.metrics.answers.labels(
+            answer.data.get("reason", "awarded") if answer.type == "GrantRefused" else "awarded"
+        ).inc()
     log.info(
         "decision seq %d (project %s, %d cents): %s at seq %d%s",
         decision.decision_seq,
