@@ -616,7 +616,7 @@ class _Batch:
             # Verdicts given so far go out before anything later is appended: after a
             # crash, a submission refused on the state before these appends must not be
             # decided again on the state after them.
-            await self.p._answer(self.subs)
+            await self.p._answer([s for s in self.subs if s.receipt and not s.receipt.ok])
             items = [(e, self.seqs.get(subject_of(e), 0)) for _, e in pending]
             async with self.p.write_lock:
                 results = await self.p.log.append_many(items, self.p._publisher)
