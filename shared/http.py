@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from nats.js import JetStreamContext
-from pydantic import BaseModel
+from pydantic import AwareDatetime, BaseModel, Field
 
 from shared.client import ReceiptTimeout
 from shared.codec import FieldError
@@ -77,6 +77,29 @@ SUBMISSION_RESPONSES: dict[int | str, dict[str, Any]] = {
     422: {"model": SubmissionResult, "description": "Refused: every reason, field by field"},
     202: {"model": SubmissionResult, "description": "Kept, not decided within 10 s"},
 }
+
+
+class DeskWrite(BaseModel):
+    """Fields every desk write may carry."""
+
+    occurred_at: AwareDatetime | None = Field(default=None, description="Now if absent")
+    event_id: uuid.UUID | None = Field(
+        default=None, description="Idempotency key: send the same to retry safely"
+    )
+
+
+Endpoint = Callable[..., Awaitable[JSONResponse]]
+
+
+def submission_route(router: APIRouter, path: str, name: str) -> Callable[[Endpoint], Endpoint]:
+    """A POST that submits the event type ``name`` and answers its receipt."""
+    return router.post(
+        path,
+        name=name,
+        status_code=201,
+        response_model=SubmissionResult,
+        responses={404: {}, **SUBMISSION_RESPONSES},
+    )
 
 
 def new_event(

@@ -7,23 +7,23 @@ itself (``services/funding/answers.py``).
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from services.funding import store
 from shared.events import envelope_id
 from shared.http import (
-    SUBMISSION_RESPONSES,
-    SubmissionResult,
+    DeskWrite,
+    Endpoint,
     new_event,
     runtime_of,
+    submission_route,
     submit_for_http,
 )
 from shared.runtime import ServiceRuntime
@@ -31,19 +31,12 @@ from shared.runtime import ServiceRuntime
 router = APIRouter()
 
 
-class Write(BaseModel):
-    occurred_at: AwareDatetime | None = Field(default=None, description="Now if absent")
-    event_id: uuid.UUID | None = Field(
-        default=None, description="Idempotency key: send the same to retry safely"
-    )
-
-
 class FunderShare(BaseModel):
     funder: str = Field(min_length=1, examples=["Ville"])
     amount_cents: int = Field(gt=0)
 
 
-class OpenEnvelope(Write):
+class OpenEnvelope(DeskWrite):
     """Open a quartier's FPH envelope for a year (one per quartier and year)."""
 
     quartier: str = Field(examples=["QN09301M"])
@@ -53,33 +46,24 @@ class OpenEnvelope(Write):
     funders: list[FunderShare] = Field(min_length=1, description="Shares summing to the amount")
 
 
-class TopUp(Write):
+class TopUp(DeskWrite):
     amount_cents: int = Field(gt=0)
     funder: str = Field(min_length=1)
 
 
-class Payment(Write):
+class Payment(DeskWrite):
     grant_id: str
     amount_cents: int = Field(gt=0)
 
 
-class Settlement(Write):
+class Settlement(DeskWrite):
     grant_id: str
     spent_cents: int = Field(ge=0)
     returned_cents: int = Field(ge=0, description="Goes back to the envelope")
 
 
-Endpoint = Callable[..., Awaitable[JSONResponse]]
-
-
 def _post(path: str, name: str) -> Callable[[Endpoint], Endpoint]:
-    return router.post(
-        path,
-        name=name,
-        status_code=201,
-        response_model=SubmissionResult,
-        responses={404: {}, **SUBMISSION_RESPONSES},
-    )
+    return submission_route(router, path, name)
 
 
 def _quartier_of(request: Request, envelope: str) -> str:
@@ -100,7 +84,7 @@ async def _write(
     quartier: str,
     envelope: str,
     data: dict[str, Any],
-    body: Write,
+    body: DeskWrite,
 ) -> JSONResponse:
     event = new_event(event_type, quartier, envelope, data, body.occurred_at, body.event_id)
     return (await submit_for_http(runtime_of(request), event))[1]

@@ -8,23 +8,24 @@ Every write is submitted through the inbox as the desk's source
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from services.review import store
 from services.review.domain import State
 from shared.events import Decision, Mechanism, Outcome, Stage
 from shared.http import (
-    SUBMISSION_RESPONSES,
-    SubmissionResult,
+    DeskWrite,
+    Endpoint,
     new_event,
     runtime_of,
+    submission_route,
     submit_for_http,
 )
 from shared.runtime import ServiceRuntime
@@ -32,14 +33,7 @@ from shared.runtime import ServiceRuntime
 router = APIRouter()
 
 
-class Write(BaseModel):
-    occurred_at: AwareDatetime | None = Field(default=None, description="Now if absent")
-    event_id: uuid.UUID | None = Field(
-        default=None, description="Idempotency key: send the same to retry safely"
-    )
-
-
-class Accompany(Write):
+class Accompany(DeskWrite):
     """A partner starts accompanying a project born from envies."""
 
     quartier: str = Field(examples=["QN09301M"])
@@ -51,7 +45,7 @@ class Accompany(Write):
     project_id: str | None = Field(default=None, description="New id if absent")
 
 
-class AccompanyMore(Write):
+class AccompanyMore(DeskWrite):
     """Add envies or porteurs, or move the project to a new stage."""
 
     title: str | None = Field(default=None, min_length=1, max_length=300)
@@ -66,10 +60,10 @@ class CoFunding(BaseModel):
     amount_cents: int = Field(gt=0)
 
 
-class Submit(Write):
+class Submit(DeskWrite):
     amount_requested_cents: int = Field(gt=0, examples=[150000])
     expected_participants: int = Field(ge=1, examples=[40])
-    co_funding: list[CoFunding] = []
+    co_funding: list[CoFunding] = Field(default_factory=list)
 
 
 class Votes(BaseModel):
@@ -78,7 +72,7 @@ class Votes(BaseModel):
     abstain: int = Field(ge=0)
 
 
-class Decide(Write):
+class Decide(DeskWrite):
     """The FPH committee's decision on a submitted project."""
 
     decision: Decision
@@ -88,18 +82,18 @@ class Decide(Write):
     residents_present: int = Field(ge=0)
 
 
-class Complete(Write):
+class Complete(DeskWrite):
     outcome: Outcome
     participants: int = Field(ge=0)
 
 
-class Impact(Write):
+class Impact(DeskWrite):
     scores: dict[Literal["1", "2", "3", "4", "5"], int] = Field(
         examples=[{"1": 0, "2": 1, "3": 4, "4": 10, "5": 7}]
     )
 
 
-class Mobilisation(Write):
+class Mobilisation(DeskWrite):
     mechanisms: list[Mechanism] = Field(min_length=1)
 
 
@@ -117,7 +111,11 @@ def _project(request: Request, project_id: str) -> dict[str, Any]:
 
 
 async def _write(
-    request: Request, event_type: str, project: dict[str, Any], data: dict[str, Any], body: Write
+    request: Request,
+    event_type: str,
+    project: dict[str, Any],
+    data: dict[str, Any],
+    body: DeskWrite,
 ) -> JSONResponse:
     event = new_event(
         event_type,
@@ -138,17 +136,8 @@ def _correlation(project_id: str) -> str | None:
         return None
 
 
-Endpoint = Callable[..., Awaitable[JSONResponse]]
-
-
 def _post(path: str, name: str) -> Callable[[Endpoint], Endpoint]:
-    return router.post(
-        path,
-        name=name,
-        status_code=201,
-        response_model=SubmissionResult,
-        responses={404: {}, **SUBMISSION_RESPONSES},
-    )
+    return submission_route(router, path, name)
 
 
 @_post("/projects", "ProjectAccompanied")
