@@ -154,12 +154,14 @@ class Follower:
     def _apply_batch(self, batch: list[Msg]) -> None:
         last = self.position
         relevant: list[tuple[Msg, int]] = []
+        every: list[tuple[int, bytes]] = []
         for msg in batch:
             seq = msg.metadata.sequence.stream
             if seq <= last:
                 continue  # at or below the checkpoint: already applied
             if seq != last + 1:
                 raise RuntimeError(f"gap in the log: seq {seq} after {last}")
+            every.append((seq, msg.data))
             headers = msg.headers or {}
             if headers.get(EVENT_TYPE_HEADER) in self.projection.followed_types:
                 msg_id = headers.get(MSG_ID, "")
@@ -173,6 +175,9 @@ class Follower:
             known = find_events(session, (_msg_id(m) for m, _ in relevant))
             events = [(parse_logged(m.data), seq) for m, seq in relevant if _msg_id(m) not in known]
             apply_new(session, self.projection, events)
+            observe = getattr(self.projection, "observe", None)
+            if observe is not None:  # a projection that sees every message (the digest)
+                observe(session, every)
             set_checkpoint(session, self.name, last)
         if last != self.position:
             log.debug("%s applied up to seq %d", self.name, last)

@@ -1,0 +1,346 @@
+"""The indicators store: one row per contribution, so that any period, any quartier and
+any past ``as_of_seq`` is answered with a few SQL aggregates (no replay per request).
+
+Every row keeps the log sequence of the event behind it; a query "as of" sequence S
+reads the rows with ``seq <= S``. A retraction keeps the sequence that retracted the
+envie (``retracted_seq``), and the latest completion of a project is found as of S.
+Every event body is kept too (``ind_events``) for the lineage, and the digest chain
+of CONTRACT 4 has one row per sequence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import date
+from fractions import Fraction
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from services.indicators.reference import median, round_half_even
+from shared.codec import parse_logged
+from shared.events import (
+    RETRACTING_REASONS,
+    CommitteeDecided,
+    Decision,
+    EnvieClosed,
+    EnvieRecorded,
+    EventBase,
+    GrantAwarded,
+    ImpactAssessed,
+    Mechanism,
+    MobilisationRecorded,
+    ProjectAccompanied,
+    ProjectCompleted,
+    ProjectSubmitted,
+    event_to_dict,
+)
+from shared.log import EMPTY_DIGEST
+from shared.store import metadata
+
+FOLLOWED = frozenset(
+    {
+        "EnvieRecorded",
+        "EnvieClosed",
+        "ProjectAccompanied",
+        "ProjectSubmitted",
+        "CommitteeDecided",
+        "GrantAwarded",
+        "ProjectCompleted",
+        "ImpactAssessed",
+        "MobilisationRecorded",
+    }
+)
+
+
+def _facts(name: str, *columns: sa.Column[Any]) -> sa.Table:
+    return sa.Table(
+        name,
+        metadata,
+        sa.Column("seq", sa.BigInteger, primary_key=True),
+        sa.Column("quartier", sa.String(128), nullable=False, index=True),
+        sa.Column("local_date", sa.Date, nullable=False, index=True),
+        *columns,
+    )
+
+
+envies = _facts(
+    "ind_envies",
+    sa.Column("envie_id", sa.String(128), nullable=False, index=True),
+    sa.Column("retracted_seq", sa.BigInteger),
+)
+accompaniments = _facts("ind_accompaniments", sa.Column("project_id", sa.String(128)))
+porteurs = sa.Table(
+    "ind_porteurs",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("porteur_id", sa.String(128), primary_key=True),
+    sa.Column("quartier", sa.String(128), nullable=False),
+    sa.Column("local_date", sa.Date, nullable=False, index=True),
+)
+grants = _facts(
+    "ind_grants",
+    sa.Column("project_id", sa.String(128), nullable=False),
+    sa.Column("amount_cents", sa.BigInteger, nullable=False),
+)
+completions = _facts(
+    "ind_completions",
+    sa.Column("project_id", sa.String(128), nullable=False, index=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("participants", sa.BigInteger, nullable=False),
+)
+impacts = _facts(
+    "ind_impacts",
+    sa.Column("score_sum", sa.BigInteger, nullable=False),
+    sa.Column("answers", sa.BigInteger, nullable=False),
+)
+mobilisations = sa.Table(
+    "ind_mobilisations",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("mechanism", sa.String(32), primary_key=True),
+    sa.Column("quartier", sa.String(128), nullable=False),
+    sa.Column("local_date", sa.Date, nullable=False, index=True),
+)
+decisions = _facts("ind_decisions", sa.Column("days", sa.Integer, nullable=False))
+submitted = sa.Table(
+    "ind_last_submission",
+    metadata,
+    sa.Column("project_id", sa.String(128), primary_key=True),
+    sa.Column("local_date", sa.Date, nullable=False),
+)
+events = sa.Table(
+    "ind_events",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("type", sa.String(40), nullable=False),
+    sa.Column("quartier", sa.String(128), nullable=False, index=True),
+    sa.Column("body", sa.Text, nullable=False),
+)
+digests = sa.Table(
+    "ind_digests",
+    metadata,
+    sa.Column("seq", sa.BigInteger, primary_key=True),
+    sa.Column("digest", sa.LargeBinary(32), nullable=False),
+)
+
+
+class IndicatorsProjection:
+    """Projects the log into the contribution rows (a ``shared.model.Projection``)."""
+
+    followed_types = FOLLOWED
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+
+    def local(self, event: EventBase) -> date:
+        return event.occurred_at.astimezone(self.tz).date()
+
+    def observe(self, session: Session, messages: Sequence[tuple[int, bytes]]) -> None:
+        """Extend the digest chain with every message of the log, in order."""
+        if not messages:
+            return
+        previous = session.scalar(
+            sa.select(digests.c.digest).where(digests.c.seq == messages[0][0] - 1)
+        )
+        digest = previous if previous is not None else EMPTY_DIGEST
+        rows = []
+        for seq, body in messages:
+            digest = hashlib.sha256(digest + body).digest()
+            rows.append({"seq": seq, "digest": digest})
+        session.execute(digests.insert(), rows)
+
+    def apply(self, session: Session, batch: Sequence[tuple[EventBase, int]]) -> None:
+        for event, seq in batch:
+            self._apply_one(session, event, seq)
+
+    def _apply_one(self, session: Session, event: EventBase, seq: int) -> None:
+        base = {"seq": seq, "quartier": event.quartier, "local_date": self.local(event)}
+        session.execute(
+            events.insert().values(
+                seq=seq,
+                type=event.type,
+                quartier=event.quartier,
+                body=json.dumps(event_to_dict(event), ensure_ascii=False),
+            )
+        )
+        if isinstance(event, EnvieRecorded):
+            session.execute(envies.insert().values(**base, envie_id=event.aggregate_id))
+        elif isinstance(event, EnvieClosed):
+            if event.data.reason in RETRACTING_REASONS:
+                session.execute(
+                    envies.update()
+                    .where(envies.c.envie_id == event.aggregate_id)
+                    .where(envies.c.retracted_seq.is_(None))
+                    .values(retracted_seq=seq)
+                )
+        elif isinstance(event, ProjectAccompanied):
+            session.execute(accompaniments.insert().values(**base, project_id=event.aggregate_id))
+            session.execute(
+                porteurs.insert(),
+                [{**base, "porteur_id": p} for p in dict.fromkeys(event.data.porteur_ids)],
+            )
+        elif isinstance(event, ProjectSubmitted):
+            when = self.local(event)
+            updated = session.execute(
+                submitted.update()
+                .where(submitted.c.project_id == event.aggregate_id)
+                .values(local_date=when)
+            )
+            if updated.rowcount == 0:  # type: ignore[attr-defined]
+                session.execute(
+                    submitted.insert().values(project_id=event.aggregate_id, local_date=when)
+                )
+        elif isinstance(event, CommitteeDecided):
+            if event.data.decision in (Decision.approved, Decision.rejected):
+                since = session.scalar(
+                    sa.select(submitted.c.local_date).where(
+                        submitted.c.project_id == event.aggregate_id
+                    )
+                )
+                if since is not None:
+                    days = (self.local(event) - since).days
+                    session.execute(decisions.insert().values(**base, days=days))
+        elif isinstance(event, GrantAwarded):
+            session.execute(
+                grants.insert().values(
+                    **base, project_id=event.data.project_id, amount_cents=event.data.amount_cents
+                )
+            )
+        elif isinstance(event, ProjectCompleted):
+            session.execute(
+                completions.insert().values(
+                    **base,
+                    project_id=event.aggregate_id,
+                    outcome=event.data.outcome.value,
+                    participants=event.data.participants,
+                )
+            )
+        elif isinstance(event, ImpactAssessed):
+            scores = event.data.scores
+            session.execute(
+                impacts.insert().values(
+                    **base,
+                    score_sum=sum(int(level) * n for level, n in scores.items()),
+                    answers=sum(scores.values()),
+                )
+            )
+        elif isinstance(event, MobilisationRecorded):
+            session.execute(
+                mobilisations.insert(),
+                [{**base, "mechanism": m.value} for m in dict.fromkeys(event.data.mechanisms)],
+            )
+
+
+# --- queries ----------------------------------------------------------------------------
+
+
+def _scope(table: sa.Table, quartier: str | None, start: date, end: date, as_of: int) -> Any:
+    cond = sa.and_(table.c.seq <= as_of, table.c.local_date >= start, table.c.local_date < end)
+    if quartier is not None:
+        cond = sa.and_(cond, table.c.quartier == quartier)
+    return cond
+
+
+def indicators(
+    session: Session, *, quartier: str | None, start: date, end: date, as_of: int
+) -> dict[str, Any]:
+    """The 12 indicators of CONTRACT 3 from the contribution rows (a few aggregates)."""
+
+    def scalar(query: Any) -> int:
+        return int(session.scalar(query) or 0)
+
+    def scope(table: sa.Table) -> Any:
+        return _scope(table, quartier, start, end, as_of)
+
+    envies_count = scalar(
+        sa.select(sa.func.count()).where(
+            scope(envies),
+            sa.or_(envies.c.retracted_seq.is_(None), envies.c.retracted_seq > as_of),
+        )
+    )
+    accompanied = scalar(
+        sa.select(sa.func.count(sa.distinct(accompaniments.c.project_id))).where(
+            scope(accompaniments)
+        )
+    )
+    porteur_count = scalar(
+        sa.select(sa.func.count(sa.distinct(porteurs.c.porteur_id))).where(scope(porteurs))
+    )
+    developed = scalar(
+        sa.select(sa.func.count(sa.distinct(grants.c.project_id))).where(scope(grants))
+    )
+    amount = scalar(sa.select(sa.func.sum(grants.c.amount_cents)).where(scope(grants)))
+
+    latest = (
+        sa.select(completions.c.project_id, sa.func.max(completions.c.seq).label("seq"))
+        .where(completions.c.seq <= as_of)
+        .group_by(completions.c.project_id)
+        .subquery()
+    )
+    rows = session.execute(
+        sa.select(completions.c.outcome, completions.c.participants)
+        .join(latest, latest.c.seq == completions.c.seq)
+        .where(scope(completions))
+    ).all()
+    achieved = sum(1 for r in rows if r.outcome == "achieved")
+    participants = sum(int(r.participants) for r in rows)
+
+    score_sum, answers = session.execute(
+        sa.select(sa.func.sum(impacts.c.score_sum), sa.func.sum(impacts.c.answers)).where(
+            scope(impacts)
+        )
+    ).one()
+    mechanisms = {m.value: 0 for m in Mechanism}
+    for mechanism, count in session.execute(
+        sa.select(mobilisations.c.mechanism, sa.func.count())
+        .where(scope(mobilisations))
+        .group_by(mobilisations.c.mechanism)
+    ):
+        mechanisms[mechanism] = int(count)
+    days = [int(d) for d in session.scalars(sa.select(decisions.c.days).where(scope(decisions)))]
+
+    return {
+        "envies_recueillies": envies_count,
+        "projets_accompagnes": accompanied,
+        "projets_developpes": developed,
+        "porteurs": porteur_count,
+        "taux_transformation": None
+        if envies_count == 0
+        else round_half_even(Fraction(developed, envies_count), 4),
+        "actions_abouties": achieved,
+        "participants": participants,
+        "participants_moyen": None
+        if not rows
+        else round_half_even(Fraction(participants, len(rows)), 2),
+        "impact_percu": None
+        if not answers
+        else round_half_even(Fraction(int(score_sum), int(answers)), 2),
+        "mecanismes_mobilisation": mechanisms,
+        "delai_decision_jours": None if not days else round_half_even(median(days), 1),
+        "montant_attribue_cents": amount,
+    }
+
+
+def digest_at(session: Session, seq: int) -> str:
+    """``sha256:<hex>`` of the log up to ``seq`` (CONTRACT 4)."""
+    if seq == 0:
+        return "sha256:" + EMPTY_DIGEST.hex()
+    value = session.scalar(sa.select(digests.c.digest).where(digests.c.seq == seq))
+    if value is None:
+        raise LookupError(f"no digest for seq {seq}")
+    return "sha256:" + bytes(value).hex()
+
+
+def logged_events(
+    session: Session, quartier: str | None, as_of: int
+) -> list[tuple[int, EventBase]]:
+    """The followed events up to ``as_of`` (of one quartier, or all), for lineage."""
+    q = sa.select(events.c.seq, events.c.body).where(events.c.seq <= as_of).order_by(events.c.seq)
+    if quartier is not None:
+        q = q.where(events.c.quartier == quartier)
+    return [(int(seq), parse_logged(body.encode())) for seq, body in session.execute(q)]
