@@ -38,12 +38,18 @@ WRITTEN_HERE_LIMIT = 100_000
 def apply_new(
     session: Session, projection: Projection, events: Sequence[tuple[EventBase, int]]
 ) -> set[str]:
-    """Index ``events`` and apply those never applied before; their ids."""
+    """Index ``events`` and apply those never applied before (each id once, its first
+    occurrence in log order); the ids applied."""
     new = index_events(
         session,
         [IndexedEvent(str(e.event_id), seq, e.type, subject_of(e)) for e, seq in events],
     )
-    fresh = [(e, seq) for e, seq in events if str(e.event_id) in new]
+    fresh: list[tuple[EventBase, int]] = []
+    pending = set(new)
+    for e, seq in events:
+        if str(e.event_id) in pending:
+            pending.discard(str(e.event_id))  # one id twice in a batch is one event: the first
+            fresh.append((e, seq))
     if fresh:
         projection.apply(session, fresh)
     return new
