@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,22 +89,41 @@ def _postgres_reachable() -> bool:
 POSTGRES_AVAILABLE = _postgres_reachable()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """SQLite always; PostgreSQL (a fresh schema) whenever one is reachable."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'service.db'}"
+@contextmanager
+def fresh_database(kind_url: str, tmp_path: Path, name: str) -> Iterator[str]:
+    """An empty database of the kind ``kind_url`` is: a SQLite file under ``tmp_path``,
+    or a new PostgreSQL schema, dropped afterwards."""
+    if kind_url.startswith("sqlite"):
+        yield f"sqlite:///{tmp_path / f'{name}.db'}"
         return
-    if not POSTGRES_AVAILABLE:
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}")
     import sqlalchemy as sa
 
-    schema = "t_" + uuid.uuid4().hex[:12]
+    schema = f"t_{name}_{uuid.uuid4().hex[:8]}"
     engine = sa.create_engine(POSTGRES_URL)
     with engine.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     sep = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
+    try:
+        yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """SQLite always; PostgreSQL (a fresh schema) whenever one is reachable."""
+    if request.param == "postgresql" and not POSTGRES_AVAILABLE:
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_URL}")
+    kind = "sqlite://" if request.param == "sqlite" else POSTGRES_URL
+    with fresh_database(kind, tmp_path, "service") as url:
+        yield url
+
+
+@pytest.fixture
+def new_database(database_url: str, tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """More empty databases of ``database_url``'s kind, by name (one per service instance:
+    instances share nothing but NATS)."""
+    with ExitStack() as stack:
+        yield lambda name: stack.enter_context(fresh_database(database_url, tmp_path, name))

@@ -12,7 +12,6 @@ import asyncio
 import random
 import re
 import subprocess
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -22,7 +21,6 @@ from typing import Any
 import httpx
 import nats
 import pytest
-import sqlalchemy as sa
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 
@@ -32,7 +30,7 @@ from shared.lease import LEASES_BUCKET
 from shared.log import provision
 from shared.subjects import EVENTS_STREAM
 from tests import factories
-from tests.conftest import POSTGRES_URL, NatsServer
+from tests.conftest import NatsServer
 from tests.integration.funding_fixtures import (
     Q1,
     Q2,
@@ -74,34 +72,9 @@ def burst(seed: int = 1) -> list[dict[str, Any]]:
     return docs
 
 
-def new_database(database_url: str, tmp_path: Path, schemas: list[str]) -> Callable[[str], str]:
-    """More databases like ``database_url``: a sqlite file, or a PostgreSQL schema."""
-
-    def make(name: str) -> str:
-        if database_url.startswith("sqlite"):
-            return f"sqlite:///{tmp_path / f'{name}.db'}"
-        schema = f"t_{name}_{uuid.uuid4().hex[:8]}"
-        engine = sa.create_engine(POSTGRES_URL)
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        engine.dispose()
-        schemas.append(schema)
-        sep = "&" if "?" in POSTGRES_URL else "?"
-        return f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-
-    return make
-
-
 @pytest.fixture
-def databases(database_url: str, tmp_path: Path) -> Iterator[Callable[[str], str]]:
-    schemas: list[str] = []
-    yield new_database(database_url, tmp_path, schemas)
-    if schemas:
-        engine = sa.create_engine(POSTGRES_URL)
-        with engine.begin() as conn:
-            for schema in schemas:
-                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
+def databases(new_database: Callable[[str], str]) -> Callable[[str], str]:
+    return new_database
 
 
 @pytest.fixture

@@ -7,22 +7,20 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from nats.js import JetStreamContext
 
 from services.indicators import reference
 from shared.codec import event_from_dict
 from shared.events import EventBase, Mechanism, with_recording
 from shared.log import Appended, EventLog
-from tests.conftest import POSTGRES_URL, NatsServer
+from tests.conftest import NatsServer
 from tests.factories import Q1, Q2, submission
 from tests.integration.processes import ServiceProcess
 
@@ -33,20 +31,9 @@ Log = list[tuple[int, EventBase]]
 
 
 @pytest.fixture
-def second_database(database_url: str, tmp_path: Path) -> Iterator[str]:
+def second_database(new_database: Callable[[str], str]) -> str:
     """Another empty store like ``database_url`` (a SQLite file or a PostgreSQL schema)."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'uninterrupted.db'}"
-        return
-    schema = "t_" + uuid.uuid4().hex[:12]
-    engine = sa.create_engine(POSTGRES_URL)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
+    return new_database("uninterrupted")
 
 
 def burst(n: int, seed: int = 7) -> list[EventBase]:

@@ -28,7 +28,6 @@ from typing import Any
 import httpx
 import nats
 import pytest
-import sqlalchemy as sa
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -40,7 +39,7 @@ from shared.publisher import JetStreamPublisher
 from shared.receipts import Receipt
 from shared.subjects import EVENTS_STREAM, INBOX_STREAM, RECEIPTS_STREAM
 from tests import factories
-from tests.conftest import POSTGRES_URL, NatsServer
+from tests.conftest import NatsServer
 from tests.integration.processes import ServiceProcess
 
 pytestmark = pytest.mark.anyio
@@ -54,31 +53,6 @@ TIMEOUT = 90.0
 
 
 # --- databases and processes ----------------------------------------------------------
-
-
-@pytest.fixture
-def new_database(database_url: str, tmp_path: Path) -> Iterator[Callable[[str], str]]:
-    """More databases of the kind ``database_url`` is: one per instance (sqlite file or
-    PostgreSQL schema), dropped at the end."""
-    schemas: list[str] = []
-    engine = None if database_url.startswith("sqlite") else sa.create_engine(POSTGRES_URL)
-
-    def make(name: str) -> str:
-        if engine is None:
-            return f"sqlite:///{tmp_path / f'{name}.db'}"
-        schema = f"t_{name}_{uuid.uuid4().hex[:8]}"
-        with engine.begin() as conn:
-            conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-        schemas.append(schema)
-        sep = "&" if "?" in POSTGRES_URL else "?"
-        return f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-
-    yield make
-    if engine is not None:
-        with engine.begin() as conn:
-            for schema in schemas:
-                conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        engine.dispose()
 
 
 @pytest.fixture

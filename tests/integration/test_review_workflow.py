@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,7 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlalchemy as sa
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 
@@ -29,7 +28,7 @@ from shared.log import EventLog
 from shared.store import make_engine, metadata
 from shared.subjects import EVENTS_STREAM, REJECTED_STREAM
 from tests import factories
-from tests.conftest import POSTGRES_URL, NatsServer
+from tests.conftest import NatsServer
 from tests.factories import Q1, Q2
 from tests.integration.intake_fixtures import SOURCES, intake_settings
 
@@ -44,21 +43,10 @@ DECIDED_AT = "2026-03-20T10:00:00+01:00"
 
 
 @pytest.fixture
-def intake_database_url(database_url: str, tmp_path: Path) -> Iterator[str]:
+def intake_database_url(new_database: Callable[[str], str]) -> str:
     """Intake's own database beside review's: both keep ``fph_event_index`` (the events they
     applied), so they never share one. Another file, or another PostgreSQL schema."""
-    if database_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path / 'intake.db'}"
-        return
-    schema = "t_" + uuid.uuid4().hex[:12]
-    engine = sa.create_engine(POSTGRES_URL)
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in POSTGRES_URL else "?"
-    yield f"{POSTGRES_URL}{sep}options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-    engine.dispose()
+    return new_database("intake")
 
 
 @asynccontextmanager
