@@ -93,13 +93,6 @@ def set_inbox_progress(session: Session, name: str, inbox_seq: int) -> None:
     )
 
 
-def get_subject_seq(session: Session, subject: str) -> int:
-    value = session.scalar(
-        sa.select(subject_seq.c.last_seq).where(subject_seq.c.subject == subject)
-    )
-    return int(value or 0)
-
-
 @dataclass(frozen=True)
 class IndexedEvent:
     event_id: str

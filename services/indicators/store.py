@@ -10,7 +10,6 @@ of CONTRACT 4 has one row per sequence.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from datetime import date
@@ -39,7 +38,7 @@ from shared.events import (
     ProjectSubmitted,
     event_to_dict,
 )
-from shared.log import EMPTY_DIGEST
+from shared.log import EMPTY_DIGEST, DigestChain
 from shared.store import metadata
 
 FOLLOWED = frozenset(
@@ -144,14 +143,13 @@ class IndicatorsProjection:
         """Extend the digest chain with every message of the log, in order."""
         if not messages:
             return
-        previous = session.scalar(
-            sa.select(digests.c.digest).where(digests.c.seq == messages[0][0] - 1)
-        )
-        digest = previous if previous is not None else EMPTY_DIGEST
+        first = messages[0][0]
+        previous = session.scalar(sa.select(digests.c.digest).where(digests.c.seq == first - 1))
+        chain = DigestChain(bytes(previous) if previous is not None else EMPTY_DIGEST, first - 1)
         rows = []
         for seq, body in messages:
-            digest = hashlib.sha256(digest + body).digest()
-            rows.append({"seq": seq, "digest": digest})
+            chain.add(seq, body)
+            rows.append({"seq": seq, "digest": chain.digest})
         session.execute(digests.insert(), rows)
 
     def apply(self, session: Session, batch: Sequence[tuple[EventBase, int]]) -> None:
