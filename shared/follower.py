@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -36,13 +37,18 @@ WRITTEN_HERE_LIMIT = 100_000
 
 
 def apply_new(
-    session: Session, projection: Projection, events: Sequence[tuple[EventBase, int]]
+    session: Session,
+    projection: Projection,
+    events: Sequence[tuple[EventBase, int]],
+    known: Mapping[str, IndexedEvent] | None = None,
 ) -> set[str]:
     """Index ``events`` and apply those never applied before (each id once, its first
-    occurrence in log order); the ids applied."""
+    occurrence in log order); the ids applied. ``known``: the index entries among them,
+    if the caller has just looked them up."""
     new = index_events(
         session,
         [IndexedEvent(str(e.event_id), seq, e.type, subject_of(e)) for e, seq in events],
+        known,
     )
     fresh: list[tuple[EventBase, int]] = []
     pending = set(new)
@@ -158,37 +164,71 @@ class Follower:
                 await sub.unsubscribe()
 
     def _apply_batch(self, batch: list[Msg]) -> None:
-        last = self.position
-        relevant: list[tuple[Msg, int]] = []
-        every: list[tuple[int, bytes]] = []
-        for msg in batch:
-            seq = msg.metadata.sequence.stream
-            if seq <= last:
-                continue  # at or below the checkpoint: already applied
-            if seq != last + 1:
-                raise RuntimeError(f"gap in the log: seq {seq} after {last}")
-            every.append((seq, msg.data))
-            headers = msg.headers or {}
-            if headers.get(EVENT_TYPE_HEADER) in self.projection.followed_types:
-                msg_id = headers.get(MSG_ID, "")
-                if msg_id in self.written_here:
-                    self.written_here.discard(msg_id)
-                else:
-                    relevant.append((msg, seq))
-            last = seq
-        with Session(self.engine) as session, session.begin():
-            # Skip, without parsing, what the service's own inbox already wrote through.
-            known = find_events(session, (_msg_id(m) for m, _ in relevant))
-            events = [(parse_logged(m.data), seq) for m, seq in relevant if _msg_id(m) not in known]
-            apply_new(session, self.projection, events)
-            observe = getattr(self.projection, "observe", None)
-            if observe is not None:  # a projection that sees every message (the digest)
-                observe(session, every)
-            set_checkpoint(session, self.name, last)
+        messages = [
+            LoggedMessage(m.metadata.sequence.stream, m.data, m.headers or {}, m.subject)
+            for m in batch
+        ]
+        last = apply_messages(
+            self.engine, self.name, self.projection, self.position, messages, self.written_here
+        )
         if last != self.position:
             log.debug("%s applied up to seq %d", self.name, last)
         self.position = last
 
 
-def _msg_id(msg: Msg) -> str:
-    return (msg.headers or {}).get(MSG_ID, "")
+class LoggedMessage(NamedTuple):
+    """One message of ``FPH_EVENTS`` as read from the server or from an export."""
+
+    seq: int
+    data: bytes
+    headers: Mapping[str, str]
+    subject: str = ""
+
+
+def apply_messages(
+    engine: Engine,
+    name: str,
+    projection: Projection,
+    position: int,
+    messages: Sequence[LoggedMessage],
+    written_here: set[str] | None = None,
+) -> int:
+    """Apply the log messages after ``position`` (in order, no gap) in one transaction
+    with the checkpoint ``name``; the new position. Shared by the live follower and the
+    audit replay, so both compute the same state the same way.
+
+    Messages at or below ``position`` are skipped (redelivery); ids in ``written_here``
+    (appended and applied by this process's inbox) are skipped without a look-up.
+    """
+    last = position
+    relevant: list[LoggedMessage] = []
+    every: list[tuple[int, bytes]] = []
+    for msg in messages:
+        if msg.seq <= last:
+            continue  # at or below the checkpoint: already applied
+        if msg.seq != last + 1:
+            raise RuntimeError(f"gap in the log: seq {msg.seq} after {last}")
+        every.append((msg.seq, msg.data))
+        if msg.headers.get(EVENT_TYPE_HEADER) in projection.followed_types:
+            msg_id = msg.headers.get(MSG_ID, "")
+            if written_here and msg_id in written_here:
+                written_here.discard(msg_id)
+            else:
+                relevant.append(msg)
+        last = msg.seq
+    if last == position:
+        return position
+    with Session(engine) as session, session.begin():
+        # Skip, without parsing, what was applied before (e.g. by the service's own inbox).
+        known = find_events(session, (m.headers.get(MSG_ID, "") for m in relevant))
+        events = [
+            (parse_logged(m.data), m.seq)
+            for m in relevant
+            if m.headers.get(MSG_ID, "") not in known
+        ]
+        apply_new(session, projection, events, known)
+        observe = getattr(projection, "observe", None)
+        if observe is not None:  # a projection that sees every message (the digest)
+            observe(session, every)
+        set_checkpoint(session, name, last)
+    return last

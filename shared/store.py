@@ -13,7 +13,7 @@ A service's database is a cache of the log. Beside its own tables it keeps:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -123,11 +123,17 @@ def get_subject_seqs(session: Session, subjects: Iterable[str]) -> dict[str, int
     return {r.subject: int(r.last_seq) for r in rows}
 
 
-def index_events(session: Session, events: Sequence[IndexedEvent]) -> set[str]:
-    """Record applied events in bulk; the ids that were new (apply only those)."""
+def index_events(
+    session: Session,
+    events: Sequence[IndexedEvent],
+    known: Mapping[str, IndexedEvent] | None = None,
+) -> set[str]:
+    """Record applied events in bulk; the ids that were new (apply only those).
+    ``known``: the index entries among ``events`` if the caller has just looked them up."""
     if not events:
         return set()
-    known = find_events(session, (e.event_id for e in events))
+    if known is None:
+        known = find_events(session, (e.event_id for e in events))
     new: dict[str, IndexedEvent] = {}
     for e in events:
         if e.event_id not in known and e.event_id not in new:

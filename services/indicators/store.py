@@ -10,7 +10,6 @@ of CONTRACT 4 has one row per sequence.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from datetime import date
 from fractions import Fraction
@@ -36,7 +35,6 @@ from shared.events import (
     ProjectAccompanied,
     ProjectCompleted,
     ProjectSubmitted,
-    event_to_dict,
 )
 from shared.log import EMPTY_DIGEST, DigestChain
 from shared.store import metadata
@@ -153,84 +151,106 @@ class IndicatorsProjection:
         session.execute(digests.insert(), rows)
 
     def apply(self, session: Session, batch: Sequence[tuple[EventBase, int]]) -> None:
-        for event, seq in batch:
-            self._apply_one(session, event, seq)
+        """Apply a batch in log order with one bulk statement per table.
 
-    def _apply_one(self, session: Session, event: EventBase, seq: int) -> None:
-        base = {"seq": seq, "quartier": event.quartier, "local_date": self.local(event)}
-        session.execute(
-            events.insert().values(
-                seq=seq,
-                type=event.type,
-                quartier=event.quartier,
-                body=json.dumps(event_to_dict(event), ensure_ascii=False),
+        Only two things depend on earlier events: a retraction updates its envie's row
+        (run after the batch's inserts, in log order), and a decision's delay needs the
+        project's latest submission before it (from the batch as it goes, else the table).
+        """
+        rows: dict[sa.Table, list[dict[str, Any]]] = {}
+
+        def add(table: sa.Table, row: dict[str, Any]) -> None:
+            rows.setdefault(table, []).append(row)
+
+        retractions: list[dict[str, Any]] = []
+        decided = [e.aggregate_id for e, _ in batch if isinstance(e, CommitteeDecided)]
+        last_submitted: dict[str, date] = {}
+        if decided:
+            query = sa.select(submitted.c.project_id, submitted.c.local_date).where(
+                submitted.c.project_id.in_(set(decided))
             )
-        )
-        if isinstance(event, EnvieRecorded):
-            session.execute(envies.insert().values(**base, envie_id=event.aggregate_id))
-        elif isinstance(event, EnvieClosed):
-            if event.data.reason in RETRACTING_REASONS:
-                session.execute(
-                    envies.update()
-                    .where(envies.c.envie_id == event.aggregate_id)
-                    .where(envies.c.retracted_seq.is_(None))
-                    .values(retracted_seq=seq)
-                )
-        elif isinstance(event, ProjectAccompanied):
-            session.execute(accompaniments.insert().values(**base, project_id=event.aggregate_id))
-            session.execute(
-                porteurs.insert(),
-                [{**base, "porteur_id": p} for p in dict.fromkeys(event.data.porteur_ids)],
-            )
-        elif isinstance(event, ProjectSubmitted):
+            last_submitted = {p: d for p, d in session.execute(query).tuples()}
+        submitted_here: dict[str, date] = {}
+        for event, seq in batch:
             when = self.local(event)
-            updated = session.execute(
-                submitted.update()
-                .where(submitted.c.project_id == event.aggregate_id)
-                .values(local_date=when)
+            base = {"seq": seq, "quartier": event.quartier, "local_date": when}
+            add(
+                events,
+                {
+                    "seq": seq,
+                    "type": event.type,
+                    "quartier": event.quartier,
+                    "body": event.model_dump_json(by_alias=True),
+                },
             )
-            if updated.rowcount == 0:  # type: ignore[attr-defined]
-                session.execute(
-                    submitted.insert().values(project_id=event.aggregate_id, local_date=when)
+            if isinstance(event, EnvieRecorded):
+                add(envies, {**base, "envie_id": event.aggregate_id, "retracted_seq": None})
+            elif isinstance(event, EnvieClosed):
+                if event.data.reason in RETRACTING_REASONS:
+                    retractions.append({"envie": event.aggregate_id, "by": seq})
+            elif isinstance(event, ProjectAccompanied):
+                add(accompaniments, {**base, "project_id": event.aggregate_id})
+                for p in dict.fromkeys(event.data.porteur_ids):
+                    add(porteurs, {**base, "porteur_id": p})
+            elif isinstance(event, ProjectSubmitted):
+                last_submitted[event.aggregate_id] = when
+                submitted_here[event.aggregate_id] = when
+            elif isinstance(event, CommitteeDecided):
+                since = last_submitted.get(event.aggregate_id)
+                if since is not None and event.data.decision in (
+                    Decision.approved,
+                    Decision.rejected,
+                ):
+                    add(decisions, {**base, "days": (when - since).days})
+            elif isinstance(event, GrantAwarded):
+                add(
+                    grants,
+                    {
+                        **base,
+                        "project_id": event.data.project_id,
+                        "amount_cents": event.data.amount_cents,
+                    },
                 )
-        elif isinstance(event, CommitteeDecided):
-            if event.data.decision in (Decision.approved, Decision.rejected):
-                since = session.scalar(
-                    sa.select(submitted.c.local_date).where(
-                        submitted.c.project_id == event.aggregate_id
-                    )
+            elif isinstance(event, ProjectCompleted):
+                add(
+                    completions,
+                    {
+                        **base,
+                        "project_id": event.aggregate_id,
+                        "outcome": event.data.outcome.value,
+                        "participants": event.data.participants,
+                    },
                 )
-                if since is not None:
-                    days = (self.local(event) - since).days
-                    session.execute(decisions.insert().values(**base, days=days))
-        elif isinstance(event, GrantAwarded):
+            elif isinstance(event, ImpactAssessed):
+                scores = event.data.scores
+                add(
+                    impacts,
+                    {
+                        **base,
+                        "score_sum": sum(int(level) * n for level, n in scores.items()),
+                        "answers": sum(scores.values()),
+                    },
+                )
+            elif isinstance(event, MobilisationRecorded):
+                for m in dict.fromkeys(event.data.mechanisms):
+                    add(mobilisations, {**base, "mechanism": m.value})
+        for table, table_rows in rows.items():
+            session.execute(table.insert(), table_rows)
+        if retractions:  # in log order: the first retraction of an envie counts
             session.execute(
-                grants.insert().values(
-                    **base, project_id=event.data.project_id, amount_cents=event.data.amount_cents
-                )
+                envies.update()
+                .where(envies.c.envie_id == sa.bindparam("envie"))
+                .where(envies.c.retracted_seq.is_(None))
+                .values(retracted_seq=sa.bindparam("by")),
+                retractions,
             )
-        elif isinstance(event, ProjectCompleted):
+        if submitted_here:
             session.execute(
-                completions.insert().values(
-                    **base,
-                    project_id=event.aggregate_id,
-                    outcome=event.data.outcome.value,
-                    participants=event.data.participants,
-                )
+                submitted.delete().where(submitted.c.project_id.in_(list(submitted_here)))
             )
-        elif isinstance(event, ImpactAssessed):
-            scores = event.data.scores
             session.execute(
-                impacts.insert().values(
-                    **base,
-                    score_sum=sum(int(level) * n for level, n in scores.items()),
-                    answers=sum(scores.values()),
-                )
-            )
-        elif isinstance(event, MobilisationRecorded):
-            session.execute(
-                mobilisations.insert(),
-                [{**base, "mechanism": m.value} for m in dict.fromkeys(event.data.mechanisms)],
+                submitted.insert(),
+                [{"project_id": p, "local_date": d} for p, d in submitted_here.items()],
             )
 
 
