@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -49,6 +49,7 @@ def apply_new(
         session,
         [IndexedEvent(str(e.event_id), seq, e.type, subject_of(e)) for e, seq in events],
         known,
+        track_subjects=getattr(projection, "tracks_subjects", True),
     )
     fresh: list[tuple[EventBase, int]] = []
     pending = set(new)
@@ -141,33 +142,13 @@ class Follower:
                 await asyncio.sleep(1.0)
 
     async def _follow(self) -> None:
-        sub = await self.js.subscribe(
-            EVENTS_ALL,
-            stream=EVENTS_STREAM,
-            ordered_consumer=True,
-            config=js_api.ConsumerConfig(
-                deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=self.position + 1,
-            ),
-            pending_msgs_limit=-1,
-        )
-        try:
+        async with OrderedReader(self.js, self.position + 1) as reader:
             while True:
-                batch = [await sub.next_msg(timeout=None)]
-                while len(batch) < BATCH and sub.pending_msgs:
-                    batch.append(await sub.next_msg())
-                self._apply_batch(batch)
+                self._apply_batch(await reader.next_batch())
                 async with self._moved:
                     self._moved.notify_all()
-        finally:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
 
-    def _apply_batch(self, batch: list[Msg]) -> None:
-        messages = [
-            LoggedMessage(m.metadata.sequence.stream, m.data, m.headers or {}, m.subject)
-            for m in batch
-        ]
+    def _apply_batch(self, messages: list[LoggedMessage]) -> None:
         last = apply_messages(
             self.engine, self.name, self.projection, self.position, messages, self.written_here
         )
@@ -183,6 +164,60 @@ class LoggedMessage(NamedTuple):
     data: bytes
     headers: Mapping[str, str]
     subject: str = ""
+
+
+class OrderedReader:
+    """``FPH_EVENTS`` in order from ``start_seq``, in batches, with an ordered consumer.
+
+    Messages come through a callback (much cheaper than ``next_msg`` per message) into a
+    buffer of at most ``limit``; when it is full the callback waits, so the consumer's
+    flow control holds the server back and memory stays bounded whatever the log's size.
+    """
+
+    def __init__(self, js: JetStreamContext, start_seq: int, limit: int = 4 * BATCH) -> None:
+        self.js = js
+        self.start_seq = start_seq
+        self.limit = limit
+        self._buffer: list[LoggedMessage] = []
+        self._ready = asyncio.Event()
+        self._room = asyncio.Event()
+        self._sub: Any = None
+
+    async def __aenter__(self) -> OrderedReader:
+        self._sub = await self.js.subscribe(
+            EVENTS_ALL,
+            stream=EVENTS_STREAM,
+            ordered_consumer=True,
+            config=js_api.ConsumerConfig(
+                deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=self.start_seq,
+            ),
+            cb=self._on_message,
+            pending_msgs_limit=-1,
+        )
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        with contextlib.suppress(Exception):
+            await self._sub.unsubscribe()
+
+    async def _on_message(self, msg: Msg) -> None:
+        while len(self._buffer) >= self.limit:
+            self._room.clear()
+            await self._room.wait()
+        self._buffer.append(
+            LoggedMessage(msg.metadata.sequence.stream, msg.data, msg.headers or {}, msg.subject)
+        )
+        self._ready.set()
+
+    async def next_batch(self, timeout: float | None = None) -> list[LoggedMessage]:
+        """The next messages (at most ``BATCH``), waiting for one if there are none yet."""
+        while not self._buffer:
+            self._ready.clear()
+            await asyncio.wait_for(self._ready.wait(), timeout)
+        batch, self._buffer = self._buffer[:BATCH], self._buffer[BATCH:]
+        self._room.set()
+        return batch
 
 
 def apply_messages(

@@ -127,9 +127,11 @@ def index_events(
     session: Session,
     events: Sequence[IndexedEvent],
     known: Mapping[str, IndexedEvent] | None = None,
+    track_subjects: bool = True,
 ) -> set[str]:
     """Record applied events in bulk; the ids that were new (apply only those).
-    ``known``: the index entries among ``events`` if the caller has just looked them up."""
+    ``known``: the index entries among ``events`` if the caller has just looked them up;
+    ``track_subjects``: keep ``fph_subject_seq`` too (only services that append need it)."""
     if not events:
         return set()
     if known is None:
@@ -140,13 +142,16 @@ def index_events(
             new[e.event_id] = e
     if not new:
         return set()
-    session.execute(
-        event_index.insert(),
+    insert_rows(
+        session,
+        event_index,
         [
             {"event_id": e.event_id, "seq": e.seq, "type": e.type, "subject": e.subject}
             for e in new.values()
         ],
     )
+    if not track_subjects:
+        return set(new)
     highest: dict[str, int] = {}
     for e in new.values():
         highest[e.subject] = max(highest.get(e.subject, 0), e.seq)
@@ -163,6 +168,28 @@ def index_events(
             updates,
         )
     return set(new)
+
+
+def insert_rows(session: Session, table: sa.Table, rows: Sequence[dict[str, object]]) -> None:
+    """Insert many rows of plain values (str, int, date, bytes, None) with the driver's
+    ``executemany``: the same as ``session.execute(table.insert(), rows)`` without
+    SQLAlchemy's per-row parameter processing, the hot spot of a projection's replay."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    connection = session.connection()
+    style = connection.dialect.paramstyle
+    marks = ", ".join("?" if style == "qmark" else "%s" for _ in columns)
+    preparer = connection.dialect.identifier_preparer
+    sql = (
+        f"INSERT INTO {preparer.format_table(table)}"
+        f" ({', '.join(preparer.quote(c) for c in columns)}) VALUES ({marks})"
+    )
+    cursor = connection.connection.cursor()
+    try:
+        cursor.executemany(sql, [tuple(row[c] for c in columns) for row in rows])
+    finally:
+        cursor.close()
 
 
 def _upsert_max(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import contextlib
 import json
 import sys
 import tempfile
@@ -32,7 +31,6 @@ from zoneinfo import ZoneInfo
 import httpx
 import nats
 import sqlalchemy as sa
-from nats.js import api as js_api
 from nats.js.errors import NotFoundError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -40,11 +38,11 @@ from tqdm import tqdm
 
 from services.indicators import reference, store
 from services.indicators.app import FOLLOWER_NAME
-from shared.follower import BATCH, LoggedMessage, apply_messages
+from shared.follower import BATCH, LoggedMessage, OrderedReader, apply_messages
 from shared.log import EventLog
 from shared.settings import CommonSettings
 from shared.store import get_checkpoint, make_engine, metadata
-from shared.subjects import EVENTS_ALL, EVENTS_STREAM
+from shared.subjects import EVENTS_STREAM
 
 EXPORT_FORMAT = "fph-events-export/1"
 
@@ -77,34 +75,18 @@ async def read_server(
             end = until_seq
         if end == 0:
             return
-        sub = await js.subscribe(
-            EVENTS_ALL,
-            stream=EVENTS_STREAM,
-            ordered_consumer=True,
-            config=js_api.ConsumerConfig(deliver_policy=js_api.DeliverPolicy.ALL),
-            pending_msgs_limit=-1,
-        )
         bar = tqdm(total=end, unit="ev", desc="reading", disable=not progress, file=sys.stderr)
         try:
-            seq = 0
-            while seq < end:
-                batch: list[LoggedMessage] = []
-                msg = await sub.next_msg(timeout=30)
-                while True:
-                    seq = msg.metadata.sequence.stream
-                    if seq > end:
-                        break
-                    batch.append(LoggedMessage(seq, msg.data, msg.headers or {}, msg.subject))
-                    if seq == end or len(batch) >= BATCH or not sub.pending_msgs:
-                        break
-                    msg = await sub.next_msg()
-                bar.update(len(batch))
-                if batch:
-                    yield batch
+            async with OrderedReader(js, 1) as reader:
+                seq = 0
+                while seq < end:
+                    batch = [m for m in await reader.next_batch(timeout=30) if m.seq <= end]
+                    if batch:
+                        seq = batch[-1].seq
+                        bar.update(len(batch))
+                        yield batch
         finally:
             bar.close()
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
     finally:
         await nc.close()
 

@@ -37,7 +37,7 @@ from shared.events import (
     ProjectSubmitted,
 )
 from shared.log import EMPTY_DIGEST, DigestChain
-from shared.store import metadata
+from shared.store import insert_rows, metadata
 
 FOLLOWED = frozenset(
     {
@@ -130,6 +130,7 @@ class IndicatorsProjection:
     """Projects the log into the contribution rows (a ``shared.model.Projection``)."""
 
     followed_types = FOLLOWED
+    tracks_subjects = False  # it never appends: no expected sequences to keep
 
     def __init__(self, tz: ZoneInfo) -> None:
         self.tz = tz
@@ -148,7 +149,7 @@ class IndicatorsProjection:
         for seq, body in messages:
             chain.add(seq, body)
             rows.append({"seq": seq, "digest": chain.digest})
-        session.execute(digests.insert(), rows)
+        insert_rows(session, digests, rows)
 
     def apply(self, session: Session, batch: Sequence[tuple[EventBase, int]]) -> None:
         """Apply a batch in log order with one bulk statement per table.
@@ -167,9 +168,9 @@ class IndicatorsProjection:
         last_submitted: dict[str, date] = {}
         if decided:
             query = sa.select(submitted.c.project_id, submitted.c.local_date).where(
-                submitted.c.project_id.in_(set(decided))
+                submitted.c.project_id.in_(sorted(set(decided)))
             )
-            last_submitted = {p: d for p, d in session.execute(query).tuples()}
+            last_submitted = {p: d for p, d in session.execute(query)}
         submitted_here: dict[str, date] = {}
         for event, seq in batch:
             when = self.local(event)
@@ -235,7 +236,7 @@ class IndicatorsProjection:
                 for m in dict.fromkeys(event.data.mechanisms):
                     add(mobilisations, {**base, "mechanism": m.value})
         for table, table_rows in rows.items():
-            session.execute(table.insert(), table_rows)
+            insert_rows(session, table, table_rows)
         if retractions:  # in log order: the first retraction of an envie counts
             session.execute(
                 envies.update()
