@@ -239,4 +239,7 @@ def create_app(settings: IndicatorsSettings | None = None) -> FastAPI:
                         figure.labels(code, q).set(value)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    from services.indicators.reports_api import router as reports_router  # imports this module
+
+    app.include_router(reports_router)
     return app
