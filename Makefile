@@ -4,10 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run test test-slow install lint docs bench clean help
+.PHONY: run demo test test-slow install lint docs bench clean help
 
 help:
 	@echo "make run        set up .venv and run the whole system (nats-server, streams, services)"
+	@echo "make demo       while make run runs: submit a realistic year for three quartiers (every indicator filled)"
 	@echo "make test       set up .venv and run the tests (real nats-server, SQLite, PostgreSQL if reachable)"
 	@echo "make test-slow  the long soak/load tests too"
 	@echo "make lint       ruff and mypy"
@@ -27,6 +28,9 @@ install: $(STAMP)
 
 run: install
 	$(BIN)/fph-run
+
+demo: install
+	$(BIN)/fph-demo
 
 test: lint
 	$(BIN)/python -m pytest
