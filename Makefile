@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: run demo test test-slow install lint docs bench clean help
+.PHONY: tools run demo test test-slow install lint docs bench bench-replay clean help
 
 help:
 	@echo "make run        set up .venv and run the whole system (nats-server, streams, services)"
@@ -14,6 +14,7 @@ help:
 	@echo "make lint       ruff and mypy"
 	@echo "make docs       regenerate docs/ (JSON Schemas, AsyncAPI, event catalogue)"
 	@echo "make bench      benchmarks (bench/), each printing its table"
+	@echo "make bench-replay  only the replay benchmark (bench/replay.py: 200,000 then 800,000 events)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version' \
@@ -26,13 +27,22 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Test tools from Debian, installed when missing: promtool (package prometheus) checks
+# the services' /metrics.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT  := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends
+tools:
+	@command -v promtool >/dev/null || { echo "installing promtool (Debian package prometheus)"; \
+		$(APT) prometheus >/dev/null || { $(SUDO) apt-get update >/dev/null && $(APT) prometheus >/dev/null; } \
+		|| { echo "could not install promtool: run 'apt-get install prometheus' as root"; exit 1; }; }
+
 run: install
 	$(BIN)/fph-run
 
 demo: install
 	$(BIN)/fph-demo
 
-test: lint
+test: lint tools
 	$(BIN)/python -m pytest
 
 test-slow: install
@@ -47,6 +57,10 @@ docs: install
 
 bench: install
 	$(BIN)/python -m bench.ingest
+	$(BIN)/python -m bench.replay
+
+bench-replay: install
+	$(BIN)/python -m bench.replay
 
 clean:
 	rm -rf $(VENV) .var .pytest_cache .mypy_cache .ruff_cache

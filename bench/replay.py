@@ -14,7 +14,7 @@ that its peak RSS is its own:
     on the full stream with an empty store; its sustained events/s is timed from its
     first ``/health`` answer to ``log_position == N``.
 
-The log is then grown to ``scale * N`` events and (a) and (b) run again, to show
+Then a log of ``scale * N`` events on a fresh server, and (a) and (b) again, to show
 whether peak memory grows with N. The replayed digest must equal the digest of the
 stream's payloads recomputed by the raw reader (else exit code 1).
 """
@@ -198,8 +198,9 @@ def _rss_mb(pid: int) -> float:
 
 
 async def grow(url: str, n: int, quartiers: int, seed: int) -> float:
-    """Append ``n`` generated events; the seconds it took."""
+    """Provision the streams and append ``n`` generated events; the seconds it took."""
     nc = await nats.connect(url, name="bench-load")
+    await provision(nc.jetstream())
     t0 = time.perf_counter()
     await load(nc, generate(n, quartiers=quartiers, seed=seed))
     seconds = time.perf_counter() - t0
@@ -208,26 +209,17 @@ async def grow(url: str, n: int, quartiers: int, seed: int) -> float:
 
 
 def bench(args: argparse.Namespace, work: Path) -> int:
-    port = nats_server.free_port()
-    server = nats_server.start(work / "nats", port, log_file=work / "nats.log")
-    url = f"nats://127.0.0.1:{port}"
     rows: list[tuple[str, int, dict[str, Any]]] = []
     failed = False
-    try:
-
-        async def setup() -> None:
-            nc = await nats.connect(url)
-            await provision(nc.jetstream())
-            await nc.close()
-
-        asyncio.run(setup())
-        sizes = [args.n] + ([args.n * args.scale] if args.scale > 1 else [])
-        loaded = 0
-        for size in sizes:
-            # a separate seed per growth: new event ids, one valid log per part
-            took = asyncio.run(grow(url, size - loaded, args.quartiers, args.seed + loaded))
-            print(f"loaded {size - loaded} events in {took:.1f} s", flush=True)
-            loaded = size
+    sizes = [args.n] + ([args.n * args.scale] if args.scale > 1 else [])
+    for size in sizes:
+        # a fresh server per size: FPH_EVENTS denies purge, and each log is one valid story
+        port = nats_server.free_port()
+        server = nats_server.start(work / f"nats-{size}", port, log_file=work / "nats.log")
+        url = f"nats://127.0.0.1:{port}"
+        try:
+            took = asyncio.run(grow(url, size, args.quartiers, args.seed))
+            print(f"loaded {size} events in {took:.1f} s", flush=True)
             raw = run_child("raw", url, work / "unused.db")
             db = work / f"replay-{size}.db"
             replayed = run_child("replay", url, db)
@@ -239,13 +231,14 @@ def bench(args: argparse.Namespace, work: Path) -> int:
             print(f"  replayed store: {db.stat().st_size / 1e6:.0f} MB on disk;"
                   f" a year's figures for all quartiers in {replayed['query_ms']:.1f} ms",
                   flush=True)  # fmt: skip
+            db.unlink()
             if size == args.n and not args.no_live:
                 rows.append(
                     ("live projection (indicators)", size, live_projection(url, work, size))
                 )
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
 
     print()
     print(f"{'measure':<34} {'log N':>9} {'events/s':>10} {'ratio':>7} {'peak RSS':>10}")
@@ -270,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=200_000, help="events in the log (default 200000)")
     parser.add_argument("--quartiers", type=int, default=50, help="quartiers (default 50)")
     parser.add_argument(
-        "--scale", type=int, default=4, help="grow the log to scale*N (default 4; 1: no)"
+        "--scale", type=int, default=4, help="then a log of scale*N (default 4; 1: no)"
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--no-live", action="store_true", help="skip the live projection")

@@ -53,7 +53,7 @@ from shared.events import envelope_id, owner_of
 from shared.inbox import FUNDING_ONLY
 from shared.log import EventLog
 from shared.receipts import Receipt
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, nats_servers
 from shared.subjects import INBOX_STREAM
 
 DEMO_NAMESPACE = uuid.UUID("0b7f6a2e-5c1d-4e8a-9d3f-2a6c8e1b4f70")
@@ -1304,10 +1304,10 @@ def summary(
         f"  {urls['review']}/projects/{planner.interesting['completed_twice']}",
         "An envelope's ledger (opened, grants, payments, settlements):",
         f"  {urls['funding']}/envelopes/{envelope_id(year, q1)}",
-        "The fiche as CSV (the report being added in issue 5):",
+        "The fiche as CSV:",
         f"  {indicators}/reports/fiche.csv?{period}",
         "",
-        "Next, audit it (the audit CLI being added in issue 5; see .venv/bin/fph-audit --help):",
+        "Next, audit it (see .venv/bin/fph-audit --help):",
         f"  .venv/bin/fph-audit replay --nats-url {nats_url} --year {year} --quartier {q1}",
         f"  .venv/bin/fph-audit verify --nats-url {nats_url} --service-url {indicators}",
         "Run `make demo` again: the same events are resubmitted, nothing is added to the log.",
@@ -1335,7 +1335,9 @@ async def run_demo(args: argparse.Namespace, out: Callable[[str], None]) -> int:
     planner = Planner(year, args.seed, quartiers, calendar, now)
     items = planner.plan()
     try:
-        nc = await nats.connect(args.nats_url, connect_timeout=3, max_reconnect_attempts=3)
+        nc = await nats.connect(
+            nats_servers(args.nats_url), connect_timeout=3, max_reconnect_attempts=3
+        )
     except Exception as exc:
         out(f"fph-demo: cannot reach NATS at {args.nats_url} ({exc}): is `make run` running?")
         return 1

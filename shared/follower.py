@@ -167,17 +167,27 @@ class LoggedMessage(NamedTuple):
 
 
 class OrderedReader:
-    """``FPH_EVENTS`` in order from ``start_seq``, in batches, with an ordered consumer.
+    """``FPH_EVENTS`` (or another stream) in order from ``start_seq``, in batches, with an
+    ordered consumer.
 
     Messages come through a callback (much cheaper than ``next_msg`` per message) into a
     buffer of at most ``limit``; when it is full the callback waits, so the consumer's
     flow control holds the server back and memory stays bounded whatever the log's size.
     """
 
-    def __init__(self, js: JetStreamContext, start_seq: int, limit: int = 4 * BATCH) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        start_seq: int,
+        limit: int = 4 * BATCH,
+        stream: str = EVENTS_STREAM,
+        subject: str = EVENTS_ALL,
+    ) -> None:
         self.js = js
         self.start_seq = start_seq
         self.limit = limit
+        self.stream = stream
+        self.subject = subject
         self._buffer: list[LoggedMessage] = []
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
@@ -185,8 +195,8 @@ class OrderedReader:
 
     async def __aenter__(self) -> OrderedReader:
         self._sub = await self.js.subscribe(
-            EVENTS_ALL,
-            stream=EVENTS_STREAM,
+            self.subject,
+            stream=self.stream,
             ordered_consumer=True,
             config=js_api.ConsumerConfig(
                 deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,

@@ -7,6 +7,8 @@ lists the events behind a figure.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,13 +19,20 @@ from urllib.parse import urlencode
 import nats
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
 from sqlalchemy.orm import Session
 
-from services.indicators import reference, store
+from services.indicators import reference, rejections, store
 from services.indicators.settings import IndicatorsSettings
 from shared.follower import Follower
 from shared.log import EventLog, require_streams
+from shared.settings import nats_servers
 from shared.store import make_engine, metadata
 
 log = logging.getLogger("fph.indicators")
@@ -37,7 +46,9 @@ class Runtime:
 
     async def start(self) -> None:
         s = self.settings
-        self.nc = await nats.connect(s.nats_url, name="fph-indicators", max_reconnect_attempts=-1)
+        self.nc = await nats.connect(
+            nats_servers(s.nats_url), name="fph-indicators", max_reconnect_attempts=-1
+        )
         js = self.nc.jetstream()
         await require_streams(js)
         self.log = EventLog(js)
@@ -45,10 +56,16 @@ class Runtime:
         metadata.create_all(self.engine)
         self.follower = Follower(js, self.engine, FOLLOWER_NAME, store.IndicatorsProjection(s.tz))
         await self.follower.start()
+        self.rejections = asyncio.create_task(
+            rejections.follow(js, self.engine), name="indicators-rejections"
+        )
         log.info("indicators following the log from seq %d", self.follower.position + 1)
 
     async def stop(self) -> None:
         await self.follower.stop()
+        self.rejections.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.rejections
         try:
             await self.nc.drain()
         except Exception:
@@ -218,11 +235,29 @@ def create_app(settings: IndicatorsSettings | None = None) -> FastAPI:
             ["mechanism", "quartier"],
             registry=registry,
         )
+        refused = Counter(
+            "fph_rejected_submissions",
+            "Refused submissions kept in FPH_REJECTED, by event type and reason code (a"
+            " submission refused for two reasons counts once under each); from the store",
+            ["type", "reason"],
+            registry=registry,
+        )
+        remaining = Gauge(
+            "fph_log_envelope_remaining_cents",
+            "What each FPH envelope can still award, computed from the log by the indicators"
+            " service (funding's own read model exports fph_envelope_remaining_cents)",
+            ["envelope", "quartier", "year"],
+            registry=registry,
+        )
         last = await rt.log.last_seq()
         position.labels("indicators").set(rt.follower.position)
         lag.labels("indicators").set(max(0, last - rt.follower.position))
         year = datetime.now(UTC).astimezone(settings.tz).year
         with Session(rt.engine) as session:
+            for event_type, reason, n in rejections.totals(session):
+                refused.labels(event_type, reason).inc(n)
+            for envelope, quartier, envelope_year, cents in store.envelopes_remaining(session):
+                remaining.labels(envelope, quartier, str(envelope_year)).set(cents)
             for q in settings.quartiers:
                 values = store.indicators(
                     session,

@@ -10,6 +10,7 @@ of CONTRACT 4 has one row per sequence.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from datetime import date
 from fractions import Fraction
@@ -25,10 +26,13 @@ from shared.events import (
     RETRACTING_REASONS,
     CommitteeDecided,
     Decision,
+    EnvelopeOpened,
+    EnvelopeToppedUp,
     EnvieClosed,
     EnvieRecorded,
     EventBase,
     GrantAwarded,
+    GrantSettled,
     ImpactAssessed,
     Mechanism,
     MobilisationRecorded,
@@ -38,6 +42,8 @@ from shared.events import (
 )
 from shared.log import EMPTY_DIGEST, DigestChain
 from shared.store import insert_rows, metadata
+
+log = logging.getLogger(__name__)
 
 FOLLOWED = frozenset(
     {
@@ -50,6 +56,9 @@ FOLLOWED = frozenset(
         "ProjectCompleted",
         "ImpactAssessed",
         "MobilisationRecorded",
+        "EnvelopeOpened",
+        "EnvelopeToppedUp",
+        "GrantSettled",
     }
 )
 
@@ -118,6 +127,17 @@ events = sa.Table(
     sa.Column("quartier", sa.String(128), nullable=False, index=True),
     sa.Column("body", sa.Text, nullable=False),
 )
+envelopes = sa.Table(
+    "ind_envelopes",
+    metadata,
+    sa.Column("envelope_id", sa.String(128), primary_key=True),
+    sa.Column("quartier", sa.String(128), nullable=False),
+    sa.Column("year", sa.Integer, nullable=False),
+    sa.Column("credited_cents", sa.BigInteger, nullable=False),
+    sa.Column("awarded_cents", sa.BigInteger, nullable=False),
+    sa.Column("returned_cents", sa.BigInteger, nullable=False),
+)
+"""Each envelope's ledger as the log has it, for ``/metrics`` (what remains to award)."""
 digests = sa.Table(
     "ind_digests",
     metadata,
@@ -172,6 +192,12 @@ class IndicatorsProjection:
             )
             last_submitted = {p: d for p, d in session.execute(query)}
         submitted_here: dict[str, date] = {}
+        ledger: dict[str, dict[str, int]] = {}  # envelope -> cents to add per column
+
+        def credit(envelope: str, column: str, cents: int) -> None:
+            moves = ledger.setdefault(envelope, {"credited": 0, "awarded": 0, "returned": 0})
+            moves[column] += cents
+
         for event, seq in batch:
             when = self.local(event)
             base = {"seq": seq, "quartier": event.quartier, "local_date": when}
@@ -203,7 +229,24 @@ class IndicatorsProjection:
                     Decision.rejected,
                 ):
                     add(decisions, {**base, "days": (when - since).days})
+            elif isinstance(event, EnvelopeOpened):
+                add(
+                    envelopes,
+                    {
+                        "envelope_id": event.aggregate_id,
+                        "quartier": event.quartier,
+                        "year": event.data.year,
+                        "credited_cents": event.data.amount_cents,
+                        "awarded_cents": 0,
+                        "returned_cents": 0,
+                    },
+                )
+            elif isinstance(event, EnvelopeToppedUp):
+                credit(event.aggregate_id, "credited", event.data.amount_cents)
+            elif isinstance(event, GrantSettled):
+                credit(event.aggregate_id, "returned", event.data.returned_cents)
             elif isinstance(event, GrantAwarded):
+                credit(event.aggregate_id, "awarded", event.data.amount_cents)
                 add(
                     grants,
                     {
@@ -235,8 +278,21 @@ class IndicatorsProjection:
             elif isinstance(event, MobilisationRecorded):
                 for m in dict.fromkeys(event.data.mechanisms):
                     add(mobilisations, {**base, "mechanism": m.value})
+        if envelopes in rows:  # one opening per envelope (CONTRACT 1.2): a second is ignored
+            rows[envelopes] = _first_openings(session, rows[envelopes])
         for table, table_rows in rows.items():
             insert_rows(session, table, table_rows)
+        if ledger:  # after the inserts: an envelope opened in this batch is there
+            session.execute(
+                envelopes.update()
+                .where(envelopes.c.envelope_id == sa.bindparam("envelope"))
+                .values(
+                    credited_cents=envelopes.c.credited_cents + sa.bindparam("credited"),
+                    awarded_cents=envelopes.c.awarded_cents + sa.bindparam("awarded"),
+                    returned_cents=envelopes.c.returned_cents + sa.bindparam("returned"),
+                ),
+                [{"envelope": e, **moves} for e, moves in sorted(ledger.items())],
+            )
         if retractions:  # in log order: the first retraction of an envie counts
             session.execute(
                 envies.update()
@@ -253,6 +309,24 @@ class IndicatorsProjection:
                 submitted.insert(),
                 [{"project_id": p, "local_date": d} for p, d in submitted_here.items()],
             )
+
+
+def _first_openings(session: Session, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The openings of envelopes not opened before (funding never logs a second one)."""
+    wanted = sorted({r["envelope_id"] for r in rows})
+    seen = set(
+        session.scalars(
+            sa.select(envelopes.c.envelope_id).where(envelopes.c.envelope_id.in_(wanted))
+        )
+    )
+    first = []
+    for row in rows:
+        if row["envelope_id"] in seen:
+            log.warning("envelope %s opened again in the log: ignored", row["envelope_id"])
+            continue
+        seen.add(row["envelope_id"])
+        first.append(row)
+    return first
 
 
 # --- queries ----------------------------------------------------------------------------
@@ -343,6 +417,15 @@ def indicators(
         "delai_decision_jours": None if not days else round_half_even(median(days), 1),
         "montant_attribue_cents": amount,
     }
+
+
+def envelopes_remaining(session: Session) -> list[tuple[str, str, int, int]]:
+    """(envelope, quartier, year, cents it can still award) of every envelope opened."""
+    remaining = envelopes.c.credited_cents + envelopes.c.returned_cents - envelopes.c.awarded_cents
+    query = sa.select(
+        envelopes.c.envelope_id, envelopes.c.quartier, envelopes.c.year, remaining
+    ).order_by(envelopes.c.envelope_id)
+    return [(e, q, int(y), int(r)) for e, q, y, r in session.execute(query)]
 
 
 def digest_at(session: Session, seq: int) -> str:

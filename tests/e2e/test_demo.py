@@ -1,5 +1,7 @@
 """End to end: `fph-demo` (`make demo`) against `fph-run` (`make run`) fills every indicator
-of its three quartiers, and a second run adds nothing to the log."""
+of its three quartiers; a figure's lineage adds up, the CSV has every quartier and the
+digest, `fph-audit replay` and `verify` find the same digest ("identical"); a second run
+of the demo adds nothing to the log."""
 
 from __future__ import annotations
 
@@ -118,6 +120,35 @@ def test_the_demo_fills_every_indicator_and_runs_twice(tmp_path: Path) -> None:
             assert any(count > 0 for count in mechanisms.values()), (quartier, mechanisms)
             empty = {code: value for code, value in values.items() if not value}
             assert not empty, (quartier, empty)
+
+        # The issue's walk: a figure's lineage, the CSV, then replay and verify: identical.
+        body = httpx.get(f"{indicators}/indicators", params={**period, "quartier": "QN09301M"})
+        figure = body.json()["indicators"]["actions_abouties"]
+        lineage = httpx.get(figure["lineage"]).json()
+        counted = [c for c in lineage["contributions"] if c["status"] == "counted"]
+        assert lineage["value"] == figure["value"] == sum(c["contribution"] for c in counted)
+        assert any(c["status"] == "superseded" for c in lineage["contributions"])
+        csv = httpx.get(f"{indicators}/reports/fiche.csv", params=period)
+        assert csv.status_code == 200 and "attachment" in csv.headers["content-disposition"]
+        rows = {line.split(",")[0]: line for line in csv.text.splitlines()[1:]}
+        assert set(rows) == {*QUARTIERS, "total"}
+        digest = body.json()["as_of"]["digest"]
+        assert digest in rows["QN09301M"]
+
+        audit = [str(Path(sys.executable).parent / "fph-audit")]
+        audit_env = {**env, "FPH_NATS_URL": nats_url}
+        replay = subprocess.run(
+            [*audit, "replay", "--quiet", "--year", str(year), "--quartier", "QN09301M"],
+            capture_output=True, text=True, timeout=120, env=audit_env,
+        )  # fmt: skip
+        assert replay.returncode == 0, replay.stderr
+        assert f"digest at seq {seq}: {digest}" in replay.stdout
+        verify = subprocess.run(
+            [*audit, "verify", "--quiet", "--service-url", indicators],
+            capture_output=True, text=True, timeout=120, env=audit_env,
+        )  # fmt: skip
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+        assert verify.stdout.startswith("identical: ") and digest in verify.stdout
 
         second = demo()  # the same events again: the same receipts, nothing new in the log
         assert second.returncode == 0, second.stdout + second.stderr
