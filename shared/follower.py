@@ -71,11 +71,15 @@ class Follower:
         engine: Engine,
         name: str,
         projection: Projection,
+        threaded: bool = False,
     ) -> None:
         self.js = js
         self.engine = engine
         self.name = name
         self.projection = projection
+        self.threaded = threaded
+        """Apply in a worker thread, reading on meanwhile: only for a database no other
+        code of the process writes (the indicators'), never beside an inbox."""
         self.log = EventLog(js)
         with Session(engine) as session:
             self.position = get_checkpoint(session, name)
@@ -144,7 +148,11 @@ class Follower:
     async def _follow(self) -> None:
         async with OrderedReader(self.js, self.position + 1) as reader:
             while True:
-                self._apply_batch(await reader.next_batch())
+                batch = await reader.next_batch()
+                if self.threaded:
+                    await asyncio.to_thread(self._apply_batch, batch)
+                else:
+                    self._apply_batch(batch)
                 async with self._moved:
                     self._moved.notify_all()
 

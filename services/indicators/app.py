@@ -54,7 +54,9 @@ class Runtime:
         self.log = EventLog(js)
         self.engine = make_engine(s.indicators_database_url)
         metadata.create_all(self.engine)
-        self.follower = Follower(js, self.engine, FOLLOWER_NAME, store.IndicatorsProjection(s.tz))
+        self.follower = Follower(
+            js, self.engine, FOLLOWER_NAME, store.IndicatorsProjection(s.tz), threaded=True
+        )
         await self.follower.start()
         self.rejections = asyncio.create_task(
             rejections.follow(js, self.engine), name="indicators-rejections"
