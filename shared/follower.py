@@ -181,6 +181,11 @@ class OrderedReader:
     Messages come through a callback (much cheaper than ``next_msg`` per message) into a
     buffer of at most ``limit``; when it is full the callback waits, so the consumer's
     flow control holds the server back and memory stays bounded whatever the log's size.
+
+    Seen with nats-py 2.16 on long reads: after the ordered consumer resets itself, a
+    message can be missing. For a stream with no holes (``contiguous``, as ``FPH_EVENTS``)
+    a skipped sequence makes the reader subscribe again from the first missing one, and
+    anything delivered twice is dropped, so batches always follow each other exactly.
     """
 
     def __init__(
@@ -190,47 +195,86 @@ class OrderedReader:
         limit: int = 4 * BATCH,
         stream: str = EVENTS_STREAM,
         subject: str = EVENTS_ALL,
+        contiguous: bool = True,
     ) -> None:
         self.js = js
-        self.start_seq = start_seq
         self.limit = limit
         self.stream = stream
         self.subject = subject
+        self.contiguous = contiguous
+        self.resubscribed = 0
+        self._next = start_seq
+        self._restart_at: int | None = None
+        self._generation = 0
         self._buffer: list[LoggedMessage] = []
         self._ready = asyncio.Event()
         self._room = asyncio.Event()
         self._sub: Any = None
 
     async def __aenter__(self) -> OrderedReader:
+        await self._subscribe(self._next)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._unsubscribe()
+
+    async def _subscribe(self, start_seq: int) -> None:
+        self._generation += 1
+        generation = self._generation
+
+        async def on_message(msg: Msg) -> None:
+            if generation == self._generation:  # not a replaced subscription's
+                await self._on_message(msg)
+
         self._sub = await self.js.subscribe(
             self.subject,
             stream=self.stream,
             ordered_consumer=True,
             config=js_api.ConsumerConfig(
                 deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=self.start_seq,
+                opt_start_seq=start_seq,
             ),
-            cb=self._on_message,
+            cb=on_message,
             pending_msgs_limit=-1,
         )
-        return self
 
-    async def __aexit__(self, *exc: object) -> None:
+    async def _unsubscribe(self) -> None:
         with contextlib.suppress(Exception):
             await self._sub.unsubscribe()
 
     async def _on_message(self, msg: Msg) -> None:
-        while len(self._buffer) >= self.limit:
+        while len(self._buffer) >= self.limit and self._restart_at is None:
             self._room.clear()
             await self._room.wait()
-        self._buffer.append(
-            LoggedMessage(msg.metadata.sequence.stream, msg.data, msg.headers or {}, msg.subject)
-        )
+        if self._restart_at is not None:
+            return  # this subscription is being replaced
+        seq = msg.metadata.sequence.stream
+        if seq < self._next:
+            return  # delivered again: already buffered
+        if seq > self._next and self.contiguous:
+            log.warning(
+                "%s: the ordered consumer skipped from seq %d to %d; reading again from %d",
+                self.stream,
+                self._next,
+                seq,
+                self._next,
+            )
+            self._restart_at = self._next
+            self._ready.set()
+            return
+        self._buffer.append(LoggedMessage(seq, msg.data, msg.headers or {}, msg.subject))
+        self._next = seq + 1
         self._ready.set()
 
     async def next_batch(self, timeout: float | None = None) -> list[LoggedMessage]:
         """The next messages (at most ``BATCH``), waiting for one if there are none yet."""
         while not self._buffer:
+            if self._restart_at is not None:
+                await self._unsubscribe()
+                await self._subscribe(self._restart_at)
+                self._restart_at = None
+                self.resubscribed += 1
+                self._room.set()
             self._ready.clear()
             await asyncio.wait_for(self._ready.wait(), timeout)
         batch, self._buffer = self._buffer[:BATCH], self._buffer[BATCH:]
