@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -11,9 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from shared.nats_server import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.running_system import ROOT, running_system
 
 
 def walk_a_project(intake: str, review: str, funding: str) -> dict:
@@ -108,39 +104,12 @@ def walk_a_project(intake: str, review: str, funding: str) -> dict:
 
 
 def test_the_runner_starts_everything_and_the_readme_example_works(tmp_path: Path) -> None:
-    nats_port, intake_port = free_port(), free_port()
-    review_port, funding_port = free_port(), free_port()
-    env = {
-        **os.environ,
-        "FPH_RUN_NATS_PORT": str(nats_port),
-        "FPH_INTAKE_PORT": str(intake_port),
-        "FPH_REVIEW_PORT": str(review_port),
-        "FPH_FUNDING_PORT": str(funding_port),
-        "PYTHONUNBUFFERED": "1",
-    }
-    log = tmp_path / "run.log"
-    with open(log, "wb") as out:
-        runner = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "shared.runner",
-                "--data-dir",
-                str(tmp_path / "var"),
-                "--nats-http-port",
-                str(free_port()),
-            ],
-            env=env,
-            cwd=ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
+    with running_system(tmp_path, defaults=False) as system:
+        intake_port, review_port, funding_port = (
+            system.urls[name].rsplit(":", 1)[1] for name in ("intake", "review", "funding")
         )
-    try:
-        deadline = time.monotonic() + 60
-        while b"FPH platform running" not in log.read_bytes():
-            assert runner.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        nats_port = system.nats_url.rsplit(":", 1)[1]
+        env, log = system.env, system.log
         text = log.read_text()
         assert f"http://127.0.0.1:{intake_port}/docs" in text
         assert httpx.get(f"http://127.0.0.1:{intake_port}/health").status_code == 200
@@ -173,8 +142,3 @@ def test_the_runner_starts_everything_and_the_readme_example_works(tmp_path: Pat
             ("GrantAwarded", "funding"),
             ("ProjectCompleted", "city"),
         ]
-    finally:
-        runner.send_signal(signal.SIGINT)
-        code = runner.wait(timeout=60)
-    assert code == 0, log.read_text()
-    assert "stopped." in log.read_text()
