@@ -13,9 +13,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
 
-from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js import api as js_api
 from sqlalchemy.engine import Engine
@@ -25,14 +23,15 @@ from shared.codec import parse_logged
 from shared.events import EventBase
 from shared.log import EVENT_TYPE_HEADER, EventLog, subject_of
 from shared.model import Projection
+from shared.reader import LoggedMessage, OrderedReader
 from shared.store import IndexedEvent, find_events, get_checkpoint, index_events, set_checkpoint
-from shared.subjects import EVENTS_ALL, EVENTS_STREAM
 
 log = logging.getLogger(__name__)
 
 MSG_ID = js_api.Header.MSG_ID.value
 
-BATCH = 1000
+IDLE_HEARTBEAT = 2.0
+"""Seconds between the server's heartbeats to an idle ordered consumer (see OrderedReader)."""
 WRITTEN_HERE_LIMIT = 100_000
 
 
@@ -163,123 +162,6 @@ class Follower:
         if last != self.position:
             log.debug("%s applied up to seq %d", self.name, last)
         self.position = last
-
-
-class LoggedMessage(NamedTuple):
-    """One message of ``FPH_EVENTS`` as read from the server or from an export."""
-
-    seq: int
-    data: bytes
-    headers: Mapping[str, str]
-    subject: str = ""
-
-
-class OrderedReader:
-    """``FPH_EVENTS`` (or another stream) in order from ``start_seq``, in batches, with an
-    ordered consumer.
-
-    Messages come through a callback (much cheaper than ``next_msg`` per message) into a
-    buffer of at most ``limit``; when it is full the callback waits, so the consumer's
-    flow control holds the server back and memory stays bounded whatever the log's size.
-
-    Seen with nats-py 2.16 on long reads: after the ordered consumer resets itself, a
-    message can be missing. For a stream with no holes (``contiguous``, as ``FPH_EVENTS``)
-    a skipped sequence makes the reader subscribe again from the first missing one, and
-    anything delivered twice is dropped, so batches always follow each other exactly.
-    """
-
-    def __init__(
-        self,
-        js: JetStreamContext,
-        start_seq: int,
-        limit: int = 4 * BATCH,
-        stream: str = EVENTS_STREAM,
-        subject: str = EVENTS_ALL,
-        contiguous: bool = True,
-    ) -> None:
-        self.js = js
-        self.limit = limit
-        self.stream = stream
-        self.subject = subject
-        self.contiguous = contiguous
-        self.resubscribed = 0
-        self._next = start_seq
-        self._restart_at: int | None = None
-        self._generation = 0
-        self._buffer: list[LoggedMessage] = []
-        self._ready = asyncio.Event()
-        self._room = asyncio.Event()
-        self._sub: Any = None
-
-    async def __aenter__(self) -> OrderedReader:
-        await self._subscribe(self._next)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self._unsubscribe()
-
-    async def _subscribe(self, start_seq: int) -> None:
-        self._generation += 1
-        generation = self._generation
-
-        async def on_message(msg: Msg) -> None:
-            if generation == self._generation:  # not a replaced subscription's
-                await self._on_message(msg)
-
-        self._sub = await self.js.subscribe(
-            self.subject,
-            stream=self.stream,
-            ordered_consumer=True,
-            config=js_api.ConsumerConfig(
-                deliver_policy=js_api.DeliverPolicy.BY_START_SEQUENCE,
-                opt_start_seq=start_seq,
-            ),
-            cb=on_message,
-            pending_msgs_limit=-1,
-        )
-
-    async def _unsubscribe(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._sub.unsubscribe()
-
-    async def _on_message(self, msg: Msg) -> None:
-        while len(self._buffer) >= self.limit and self._restart_at is None:
-            self._room.clear()
-            await self._room.wait()
-        if self._restart_at is not None:
-            return  # this subscription is being replaced
-        seq = msg.metadata.sequence.stream
-        if seq < self._next:
-            return  # delivered again: already buffered
-        if seq > self._next and self.contiguous:
-            log.warning(
-                "%s: the ordered consumer skipped from seq %d to %d; reading again from %d",
-                self.stream,
-                self._next,
-                seq,
-                self._next,
-            )
-            self._restart_at = self._next
-            self._ready.set()
-            return
-        self._buffer.append(LoggedMessage(seq, msg.data, msg.headers or {}, msg.subject))
-        self._next = seq + 1
-        self._ready.set()
-
-    async def next_batch(self, timeout: float | None = None) -> list[LoggedMessage]:
-        """The next messages (at most ``BATCH``), waiting for one if there are none yet."""
-        while not self._buffer:
-            if self._restart_at is not None:
-                await self._unsubscribe()
-                await self._subscribe(self._restart_at)
-                self._restart_at = None
-                self.resubscribed += 1
-                self._room.set()
-            self._ready.clear()
-            await asyncio.wait_for(self._ready.wait(), timeout)
-        batch, self._buffer = self._buffer[:BATCH], self._buffer[BATCH:]
-        self._room.set()
-        return batch
 
 
 def apply_messages(

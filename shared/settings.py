@@ -20,12 +20,30 @@ def comma_separated(value: Any) -> Any:
     return value
 
 
+def nats_servers(url: str) -> list[str]:
+    """``FPH_NATS_URL`` as the server list for ``nats.connect(servers=...)``.
+
+    The variable may name several servers of one cluster, comma-separated
+    (``nats://a:4222,nats://b:4222,nats://c:4222``). nats-py takes a *list* for that: a
+    single string is parsed as one URL, so the comma form must be split. The client tries
+    them in random order at start-up and, once connected, also learns the cluster's other
+    nodes from the server; on a disconnect it reconnects to the next one that answers.
+    """
+    servers = [part.strip() for part in url.split(",") if part.strip()]
+    if not servers:
+        raise ValueError(f"no NATS server in {url!r}")
+    return servers
+
+
 class CommonSettings(BaseSettings):
     """What every service of one deployment agrees on."""
 
     model_config = SettingsConfigDict(env_prefix="FPH_", extra="ignore")
 
-    nats_url: str = "nats://127.0.0.1:4222"
+    nats_url: str = Field(
+        "nats://127.0.0.1:4222",
+        description="NATS server URL, or several of one cluster comma-separated (see nats_servers)",
+    )
     quartiers: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: list(DEFAULT_QUARTIERS),
         description="Comma-separated quartier codes (e.g. QPV codes QN09301M).",

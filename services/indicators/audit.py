@@ -38,9 +38,10 @@ from tqdm import tqdm
 
 from services.indicators import reference, store
 from services.indicators.app import FOLLOWER_NAME
-from shared.follower import BATCH, LoggedMessage, OrderedReader, apply_messages
+from shared.follower import apply_messages
 from shared.log import EventLog
-from shared.settings import CommonSettings
+from shared.reader import BATCH, LoggedMessage, OrderedReader
+from shared.settings import CommonSettings, nats_servers
 from shared.store import get_checkpoint, make_engine, metadata
 from shared.subjects import EVENTS_STREAM
 
@@ -55,7 +56,7 @@ async def read_server(
 ) -> AsyncIterator[list[LoggedMessage]]:
     """``FPH_EVENTS`` from seq 1 to its end as it is now (or ``until_seq``), in batches."""
     nc = await nats.connect(
-        nats_url,
+        nats_servers(nats_url),
         name="fph-audit",
         connect_timeout=5,
         max_reconnect_attempts=3,
@@ -194,8 +195,18 @@ async def replay(
         bar.close()
     else:
         assert nats_url is not None
+        # One batch is applied in a worker thread while the next ones are received.
+        applying: asyncio.Future[int] | None = None
         async for batch in read_server(nats_url, until_seq, progress=progress):
-            position = apply_messages(engine, FOLLOWER_NAME, projection, position, batch)
+            if applying is not None:
+                position = await applying
+            applying = asyncio.ensure_future(
+                asyncio.to_thread(
+                    apply_messages, engine, FOLLOWER_NAME, projection, position, batch
+                )
+            )
+        if applying is not None:
+            position = await applying
     if until_seq is not None and position != until_seq:
         raise SystemExit(f"error: the log ends at seq {position}, before --as-of-seq {until_seq}")
     return position
@@ -225,7 +236,7 @@ def quartiers(session: Session, as_of: int) -> list[str]:
     """The quartiers that have projected events (up to ``as_of``)."""
     return sorted(
         session.scalars(
-            sa.select(sa.distinct(store.events.c.quartier)).where(store.events.c.seq <= as_of)
+            sa.select(store.events.c.quartier).where(store.events.c.seq <= as_of).distinct()
         )
     )
 

@@ -19,7 +19,7 @@ from nats.js import JetStreamContext
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from shared.follower import LoggedMessage, OrderedReader
+from shared.reader import LoggedMessage, OrderedReader
 from shared.store import get_checkpoint, metadata, set_checkpoint
 from shared.subjects import REJECTED_ALL, REJECTED_STREAM
 

@@ -1,25 +1,30 @@
-"""``OrderedReader``'s own logic, with a stand-in for JetStream's ordered consumer: a
-skipped sequence makes it read again from the first missing one, and messages delivered
-twice are dropped, so the batches it returns follow each other exactly."""
+"""``OrderedReader``'s own logic, with a stand-in for the server's pull consumer: it asks
+for a batch only when its buffer has room; a skipped sequence, or a request that ends
+with an error status, starts a new consumer at the first missing message; messages seen
+again, or from a replaced consumer, are dropped, so batches follow each other exactly.
+(The real server is used by every integration test through the followers.)"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from shared.follower import OrderedReader
+from shared import reader as reader_module
+from shared.reader import BATCH, OrderedReader
 
 pytestmark = pytest.mark.anyio
 
 
 class FakeMsg:
-    def __init__(self, seq: int) -> None:
-        self.metadata = type("M", (), {"sequence": type("S", (), {"stream": seq})()})()
+    def __init__(self, seq: int, consumer: str, status: str | None = None) -> None:
+        sequence = type("S", (), {"stream": seq})()
+        self.metadata = type("M", (), {"sequence": sequence, "consumer": consumer})()
         self.data = f"m{seq}".encode()
-        self.headers: dict[str, str] = {}
+        self.headers: dict[str, str] = {"Status": status} if status else {}
         self.subject = "fph.events.q.envie.e"
 
 
@@ -28,59 +33,112 @@ class FakeSub:
         pass
 
 
-class FakeJetStream:
-    """Records each subscription's start and callback; the test feeds messages."""
+class FakeServer:
+    """The JetStream context and connection the reader uses; records what it asks."""
 
     def __init__(self) -> None:
-        self.subscriptions: list[tuple[int, Callable[[Any], Awaitable[None]]]] = []
+        self._nc = self
+        self.consumers: dict[str, int] = {}  # name -> start seq
+        self.deleted: list[str] = []
+        self.requests: list[tuple[str, int]] = []  # (consumer, batch)
+        self.deliver: Callable[[Any], Awaitable[None]] | None = None
 
-    async def subscribe(self, subject: str, **kw: Any) -> FakeSub:
-        self.subscriptions.append((kw["config"].opt_start_seq, kw["cb"]))
+    def new_inbox(self) -> str:
+        return "_INBOX.test"
+
+    async def subscribe(self, subject: str, cb: Callable[[Any], Awaitable[None]]) -> FakeSub:
+        self.deliver = cb
         return FakeSub()
 
+    async def add_consumer(self, stream: str, config: Any) -> None:
+        self.consumers[config.name] = config.opt_start_seq
 
-async def test_a_skipped_sequence_is_read_again() -> None:
-    js = FakeJetStream()
-    reader = OrderedReader(js, 1, limit=100)  # type: ignore[arg-type]
-    async with reader:
-        start, deliver = js.subscriptions[-1]
-        assert start == 1
-        for seq in (1, 2, 3, 5, 6):  # 4 never comes: the consumer skipped it
-            await deliver(FakeMsg(seq))
+    async def delete_consumer(self, stream: str, name: str) -> None:
+        self.deleted.append(name)
+
+    async def publish(self, subject: str, payload: bytes, reply: str) -> None:
+        self.requests.append((subject.rsplit(".", 1)[1], json.loads(payload)["batch"]))
+
+    @property
+    def current(self) -> str:
+        return list(self.consumers)[-1]
+
+    async def send(self, *seqs: int, consumer: str | None = None) -> None:
+        assert self.deliver is not None
+        for seq in seqs:
+            await self.deliver(FakeMsg(seq, consumer or self.current))
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_a_skipped_sequence_starts_a_consumer_at_the_missing_one() -> None:
+    server = FakeServer()
+    async with OrderedReader(server, 1) as reader:  # type: ignore[arg-type]
+        await settle()
+        first = server.current
+        assert server.consumers[first] == 1 and server.requests == [(first, BATCH)]
+        await server.send(1, 2, 3, 5, 6)  # 4 never comes
         assert [m.seq for m in await reader.next_batch()] == [1, 2, 3]
-        waiting = asyncio.ensure_future(reader.next_batch(timeout=5))
-        await asyncio.sleep(0.01)
-        assert len(js.subscriptions) == 2 and js.subscriptions[-1][0] == 4
-        stale = js.subscriptions[0][1]
-        await stale(FakeMsg(7))  # the replaced subscription is ignored
-        _, deliver = js.subscriptions[-1]
-        for seq in (4, 5, 5, 6):  # 5 twice: dropped the second time
-            await deliver(FakeMsg(seq))
-        assert [m.seq for m in await waiting] == [4, 5, 6]
-        assert reader.resubscribed == 1
+        await settle()
+        second = server.current
+        assert second != first and server.consumers[second] == 4
+        assert first in server.deleted and server.requests[-1] == (second, BATCH)
+        await server.send(7, consumer=first)  # the replaced consumer's: dropped
+        await server.send(4, 5, 5, 6)  # 5 twice: the second dropped
+        assert [m.seq for m in await reader.next_batch()] == [4, 5, 6]
+        assert reader.restarts == 1
+
+
+async def test_an_error_status_or_silence_restarts_and_expiry_asks_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(reader_module, "REQUEST_EXPIRES", 0.05)
+    monkeypatch.setattr(asyncio, "wait_for", _short_wait_for(asyncio.wait_for))
+    server = FakeServer()
+    async with OrderedReader(server, 10) as reader:  # type: ignore[arg-type]
+        await settle()
+        await server.send(10, 11)
+        assert server.deliver is not None
+        await server.deliver(FakeMsg(0, server.current, status="408"))  # expired: ask again
+        await settle()
+        assert len(server.consumers) == 1 and len(server.requests) == 2
+        await server.deliver(FakeMsg(0, server.current, status="409"))  # consumer deleted
+        await settle()
+        assert len(server.consumers) == 2 and server.consumers[server.current] == 12
+        await asyncio.sleep(0.3)  # no answer at all: a new consumer, same place
+        assert len(server.consumers) >= 3 and server.consumers[server.current] == 12
+        assert [m.seq for m in await reader.next_batch()] == [10, 11]
 
 
 async def test_holes_are_accepted_when_the_stream_may_have_them() -> None:
-    js = FakeJetStream()
-    reader = OrderedReader(js, 10, contiguous=False)  # type: ignore[arg-type]
-    async with reader:
-        _, deliver = js.subscriptions[-1]
-        for seq in (12, 13, 20, 13):
-            await deliver(FakeMsg(seq))
+    server = FakeServer()
+    async with OrderedReader(server, 10, contiguous=False) as reader:  # type: ignore[arg-type]
+        await settle()
+        await server.send(12, 13, 20, 13)
         assert [m.seq for m in await reader.next_batch()] == [12, 13, 20]
-        assert len(js.subscriptions) == 1
+        assert len(server.consumers) == 1
 
 
-async def test_a_full_buffer_holds_the_callback_back() -> None:
-    js = FakeJetStream()
-    reader = OrderedReader(js, 1, limit=3)  # type: ignore[arg-type]
-    async with reader:
-        _, deliver = js.subscriptions[-1]
-        for seq in (1, 2, 3):
-            await deliver(FakeMsg(seq))
-        blocked = asyncio.ensure_future(deliver(FakeMsg(4)))
-        await asyncio.sleep(0.01)
-        assert not blocked.done()  # the consumer's flow control now holds the server
-        assert [m.seq for m in await reader.next_batch()] == [1, 2, 3]
-        await asyncio.wait_for(blocked, 1)
-        assert [m.seq for m in await reader.next_batch()] == [4]
+async def test_it_asks_only_when_its_buffer_has_room() -> None:
+    server = FakeServer()
+    async with OrderedReader(server, 1, limit=2 * BATCH) as reader:  # type: ignore[arg-type]
+        await settle()
+        await server.send(*range(1, BATCH + 1))  # the first request answered in full
+        await settle()
+        assert len(server.requests) == 2  # room for one more batch
+        await server.send(*range(BATCH + 1, 2 * BATCH + 1))
+        await settle()
+        assert len(server.requests) == 2  # full: no third request until the caller reads
+        assert len(await reader.next_batch()) == BATCH
+        await settle()
+        assert len(server.requests) == 3
+
+
+def _short_wait_for(real: Any) -> Any:
+    async def wait_for(awaitable: Any, timeout: float | None) -> Any:
+        return await real(awaitable, None if timeout is None else min(timeout, 0.1))
+
+    return wait_for
