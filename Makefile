@@ -27,14 +27,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Test tools from Debian, installed when missing: promtool (package prometheus) checks
-# the services' /metrics.
+# Test tools from Debian, installed when missing: promtool and prometheus (package
+# prometheus) check the services' /metrics and deploy/prometheus/; docker-compose
+# (package docker-compose, v1: `docker-compose config`) checks deploy/compose.yaml.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT  := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends
 tools:
 	@command -v promtool >/dev/null || { echo "installing promtool (Debian package prometheus)"; \
 		$(APT) prometheus >/dev/null || { $(SUDO) apt-get update >/dev/null && $(APT) prometheus >/dev/null; } \
 		|| { echo "could not install promtool: run 'apt-get install prometheus' as root"; exit 1; }; }
+	@command -v docker-compose >/dev/null || { echo "installing docker-compose (Debian package docker-compose)"; \
+		$(APT) docker-compose >/dev/null || { $(SUDO) apt-get update >/dev/null && $(APT) docker-compose >/dev/null; } \
+		|| { echo "could not install docker-compose: run 'apt-get install docker-compose' as root"; exit 1; }; }
 
 run: install
 	$(BIN)/fph-run
