@@ -39,6 +39,9 @@ SETTINGS: dict[str, type[BaseSettings]] = {
     "fph-provision": CommonSettings,
 }
 """The settings class each entry point reads (its ``__main__``)."""
+ONE_SHOT = {"provision", "audit-mirror"}
+"""Services that run once at start-up (``fph-nats-auth`` reads no settings: its server is
+an argument)."""
 
 NATS_NODES = ("nats-1", "nats-2", "nats-3")
 IMAGE = "fph-platform"
@@ -112,6 +115,9 @@ def test_every_container_of_our_image_runs_a_project_entry_point(
             assert wheel_binaries[program].exists(), program
             continue
         assert program in scripts, f"{name} runs {program!r}, not a [project.scripts] entry"
+        if program == "fph-nats-auth":
+            assert name in ONE_SHOT and "--provision-audit-mirror" in command, name
+            continue
         assert program in SETTINGS, f"{name}: which settings does {program} read?"
 
 
@@ -193,7 +199,8 @@ def test_provision_creates_replicated_streams_as_an_admin(compose_config: dict[s
 
 def test_everything_long_running_has_a_healthcheck(compose_config: dict[str, Any]) -> None:
     for name, service in compose_config["services"].items():
-        if name == "provision":
+        if name in ONE_SHOT:
+            assert service.get("restart") == "no", name
             continue
         test = service.get("healthcheck", {}).get("test")
         assert test and test[0] == "CMD", f"{name}: no healthcheck"
