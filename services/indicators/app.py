@@ -251,6 +251,12 @@ def create_app(settings: IndicatorsSettings | None = None) -> FastAPI:
             ["envelope", "quartier", "year"],
             registry=registry,
         )
+        credited = Gauge(
+            "fph_log_envelope_credited_cents",
+            "What each FPH envelope was credited (opened + topped up + returned), from the log",
+            ["envelope", "quartier", "year"],
+            registry=registry,
+        )
         last = await rt.log.last_seq()
         position.labels("indicators").set(rt.follower.position)
         lag.labels("indicators").set(max(0, last - rt.follower.position))
@@ -258,8 +264,9 @@ def create_app(settings: IndicatorsSettings | None = None) -> FastAPI:
         with Session(rt.engine) as session:
             for event_type, reason, n in rejections.totals(session):
                 refused.labels(event_type, reason).inc(n)
-            for envelope, quartier, envelope_year, cents in store.envelopes_remaining(session):
-                remaining.labels(envelope, quartier, str(envelope_year)).set(cents)
+            for envelope, quartier, envelope_year, given, left in store.envelope_ledgers(session):
+                credited.labels(envelope, quartier, str(envelope_year)).set(given)
+                remaining.labels(envelope, quartier, str(envelope_year)).set(left)
             for q in settings.quartiers:
                 values = store.indicators(
                     session,

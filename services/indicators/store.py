@@ -419,13 +419,18 @@ def indicators(
     }
 
 
-def envelopes_remaining(session: Session) -> list[tuple[str, str, int, int]]:
-    """(envelope, quartier, year, cents it can still award) of every envelope opened."""
-    remaining = envelopes.c.credited_cents + envelopes.c.returned_cents - envelopes.c.awarded_cents
+def envelope_ledgers(session: Session) -> list[tuple[str, str, int, int, int]]:
+    """(envelope, quartier, year, cents credited, cents it can still award) of every
+    envelope opened; credited = opened + topped up + returned."""
+    credited = envelopes.c.credited_cents + envelopes.c.returned_cents
     query = sa.select(
-        envelopes.c.envelope_id, envelopes.c.quartier, envelopes.c.year, remaining
+        envelopes.c.envelope_id,
+        envelopes.c.quartier,
+        envelopes.c.year,
+        credited,
+        credited - envelopes.c.awarded_cents,
     ).order_by(envelopes.c.envelope_id)
-    return [(e, q, int(y), int(r)) for e, q, y, r in session.execute(query)]
+    return [(e, q, int(y), int(c), int(r)) for e, q, y, c, r in session.execute(query)]
 
 
 def digest_at(session: Session, seq: int) -> str:

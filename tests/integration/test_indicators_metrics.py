@@ -124,6 +124,9 @@ async def test_refusals_and_envelopes_in_metrics(
     assert remaining == {
         (("envelope", ENVELOPE), ("quartier", Q1), ("year", "2026")): 1_000_000.0
     }  # 1,000,000 + 50,000 topped up + 10,000 returned - 60,000 awarded
+    assert samples(text, "fph_log_envelope_credited_cents") == {
+        (("envelope", ENVELOPE), ("quartier", Q1), ("year", "2026")): 1_060_000.0
+    }
     assert samples(text, "fph_projection_lag") == {(("service", "indicators"),): 0.0}
 
     # A restart counts nothing twice; a new refusal is added to the stored counts.
