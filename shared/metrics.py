@@ -47,6 +47,19 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
+        self.oldest_undecided = Gauge(
+            "fph_oldest_undecided_seconds",
+            "Per quartier, how long the project waiting longest for a committee decision has"
+            " waited since its latest submission (review's read model, at scrape time)",
+            ["quartier"],
+            registry=self.registry,
+        )
+        self.decision_target = Gauge(
+            "fph_decision_target_seconds",
+            "The configured target for a committee decision (FPH_REVIEW_DECISION_TARGET_DAYS)",
+            registry=self.registry,
+        )
+
         self.answers = Counter(
             "fph_grant_answers",
             "Funding's answers to approved decisions given by this process, by outcome"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
@@ -258,7 +259,8 @@ def get_project(project_id: str, request: Request) -> dict[str, Any]:
 
 
 def refresh_project_gauge(rt: ServiceRuntime) -> None:
-    """Projects by quartier and state, read from the store at scrape time."""
+    """Projects by quartier and state, and the longest wait for a decision, read from the
+    store at scrape time."""
     gauge = rt.metrics.projects
     gauge.clear()
     with Session(rt.engine) as session:
@@ -267,5 +269,13 @@ def refresh_project_gauge(rt: ServiceRuntime) -> None:
                 store.projects.c.quartier, store.projects.c.state
             )
         ).all()
+        waiting = store.oldest_undecided(session)
     for quartier, state, count in rows:
         gauge.labels(quartier, state).set(count)
+    oldest = rt.metrics.oldest_undecided
+    oldest.clear()
+    now = datetime.now(UTC)
+    for quartier, since in waiting.items():
+        oldest.labels(quartier).set(max(0.0, (now - since).total_seconds()))
+    target_days = getattr(rt.settings, "review_decision_target_days", 30)
+    rt.metrics.decision_target.set(target_days * 86400)

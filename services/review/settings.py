@@ -25,6 +25,8 @@ class ReviewSettings(CommonSettings):
     review_desk_source: str = "city"
     review_committee_rule: CommitteeRuleName = "residents_majority"
     """Which committee rule a decision must meet (CONTRACT 1.2; default residents' majority)."""
+    review_decision_target_days: int = Field(30, ge=1)
+    """How long a submitted project may wait for its committee decision (for the alert)."""
 
     @field_validator("partners", mode="before")
     @classmethod

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -86,6 +87,35 @@ timeline = sa.Table(
 
 
 # --- reading state ------------------------------------------------------------
+
+
+def oldest_undecided(session: Session) -> dict[str, datetime]:
+    """Per quartier, the earliest latest-submission time of the projects in state
+    ``submitted`` (waiting for, or deferred by, the committee)."""
+    query = sa.select(projects.c.project_id, projects.c.quartier).where(
+        projects.c.state == "submitted"
+    )
+    waiting: dict[str, str] = {p: q for p, q in session.execute(query)}
+    if not waiting:
+        return {}
+    latest: dict[str, tuple[int, str]] = {}
+    for seq, project_id, occurred_at in session.execute(
+        sa.select(timeline.c.seq, timeline.c.project_id, timeline.c.occurred_at).where(
+            timeline.c.type == "ProjectSubmitted",
+            timeline.c.project_id.in_(sorted(waiting)),
+        )
+    ):
+        if project_id not in latest or seq > latest[project_id][0]:
+            latest[project_id] = (int(seq), occurred_at)
+    oldest: dict[str, datetime] = {}
+    for project_id, (_, occurred_at) in latest.items():
+        since = datetime.fromisoformat(occurred_at)
+        if since.tzinfo is None:  # stored without offset: UTC
+            since = since.replace(tzinfo=UTC)
+        quartier = waiting[project_id]
+        if quartier not in oldest or since < oldest[quartier]:
+            oldest[quartier] = since
+    return oldest
 
 
 def _project_from_row(row: Any) -> domain.Project:

@@ -9,7 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import httpx
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.intake.app import create_app as intake_app
 from services.review.app import create_app as review_app
@@ -784,6 +785,20 @@ async def test_projects_by_quartier_and_state_and_their_metrics(platform: Platfo
     metrics = (await p.review.get("/metrics")).text
     assert _gauge(metrics, Q1, "submitted") == "2.0"
     assert _gauge(metrics, Q1, "accompanied") is None  # no longer any: not a stale 1
+
+    # The longest wait for a decision, per quartier, against the configured target.
+    forty_days_ago = (datetime.now(UTC) - timedelta(days=40)).isoformat()
+    await p.post(f"/projects/{c}/submission", {**SUBMISSION, "occurred_at": forty_days_ago})
+    waits = {
+        s.labels["quartier"]: s.value
+        for f in text_string_to_metric_families((await p.review.get("/metrics")).text)
+        for s in f.samples
+        if s.name == "fph_oldest_undecided_seconds"
+    }
+    assert set(waits) == {Q1, Q2}
+    assert 0 <= waits[Q1] < 600  # b and a, submitted just now
+    assert abs(waits[Q2] - 40 * 86400) < 600
+    assert "fph_decision_target_seconds 2.592e+06" in (await p.review.get("/metrics")).text
 
 
 # --- review's database is a cache of the log -------------------------------------------
