@@ -26,6 +26,7 @@ from nats.js.errors import NotFoundError
 
 from shared.events import EventBase
 from shared.receipts import Receipt
+from shared.settings import nats_servers
 from shared.subjects import INBOX_STREAM, RECEIPTS_STREAM, inbox_subject, receipt_subject
 
 EARLY_RECEIPTS_KEPT = 10_000
@@ -49,7 +50,8 @@ class SubmitClient:
 
     @classmethod
     async def connect(cls, url: str, source: str, **options: Any) -> SubmitClient:
-        client = cls(await nats.connect(url, **options), source)
+        """Connect to ``url`` (one server, or several of a cluster comma-separated)."""
+        client = cls(await nats.connect(nats_servers(url), **options), source)
         client._owns_connection = True
         await client.start()
         return client
@@ -101,7 +103,13 @@ class SubmitClient:
         return int(ack.seq)
 
     async def submit(self, event: Mapping[str, Any] | EventBase, timeout: float = 30.0) -> Receipt:
-        """Submit one event (dict or model) and wait for its receipt."""
+        """Submit one event (dict or model) and wait for its receipt.
+
+        If the publish raises (no acknowledgement: e.g. a NATS node lost, the stream
+        electing a new leader), submit the same event again, same ``event_id``: if the
+        first copy was kept after all, both get an ``accepted`` receipt with the same
+        ``seq`` and the event is logged once (CONTRACT 2).
+        """
         if isinstance(event, EventBase):
             event_type, payload = event.type, event.to_json()
         else:

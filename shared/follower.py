@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 
 MSG_ID = js_api.Header.MSG_ID.value
 
-IDLE_HEARTBEAT = 2.0
-"""Seconds between the server's heartbeats to an idle ordered consumer (see OrderedReader)."""
 WRITTEN_HERE_LIMIT = 100_000
 
 

@@ -160,6 +160,7 @@ class InboxProcessor:
         self._stopping = asyncio.Event()
         self._publisher = JetStreamPublisher(self.js._nc)
         self._answered_maybe_until = 0  # inbox seqs up to this may have a receipt already
+        self._resume_at: int | None = None  # where a consumer deleted to resume must start
         self.active = False  # holds the lease and decides (others stand by)
         self._failures: dict[int, int] = {}  # first inbox seq of a failing batch -> failures
         self.write_lock = asyncio.Lock()  # shared with the service's other writers
@@ -193,9 +194,17 @@ class InboxProcessor:
         try:
             info = await self.js.consumer_info(INBOX_STREAM, self.consumer_name)
         except NotFoundError:
+            if self._resume_at is not None:
+                # Deleted below by an earlier attempt whose re-creation failed (on a
+                # cluster, the meta leader lost in between): resume where it meant to,
+                # not at the inbox's first submission.
+                config.deliver_policy = js_api.DeliverPolicy.BY_START_SEQUENCE
+                config.opt_start_seq = self._resume_at
             await self.js.add_consumer(INBOX_STREAM, config)
+            self._resume_at = None
             log.info("created inbox consumer %s on %s", self.consumer_name, config.filter_subjects)
             return
+        self._resume_at = None
         if not info.num_ack_pending:
             return
         floor = info.ack_floor.stream_seq if info.ack_floor else 0
@@ -209,11 +218,13 @@ class InboxProcessor:
             delivered,
             (floor or 0) + 1,
         )
+        self._answered_maybe_until = max(self._answered_maybe_until, delivered or 0)
+        self._resume_at = (floor or 0) + 1  # kept until the new consumer exists
         await self.js.delete_consumer(INBOX_STREAM, self.consumer_name)
         config.deliver_policy = js_api.DeliverPolicy.BY_START_SEQUENCE
-        config.opt_start_seq = (floor or 0) + 1
+        config.opt_start_seq = self._resume_at
         await self.js.add_consumer(INBOX_STREAM, config)
-        self._answered_maybe_until = max(self._answered_maybe_until, delivered or 0)
+        self._resume_at = None
 
     async def run(self) -> None:
         """Decide submissions until ``stop()``, while holding the service's lease.

@@ -21,7 +21,7 @@ from nats.js import api as js_api
 from nats.js.errors import APIError, NotFoundError
 
 from shared.events import EventBase
-from shared.lease import provision_leases
+from shared.lease import LEASES_BUCKET, provision_leases
 from shared.publisher import JetStreamPublisher
 from shared.subjects import (
     EVENTS_ALL,
@@ -144,9 +144,14 @@ async def provision(js: JetStreamContext, replicas: int = 1) -> list[ConfigDiffe
                 continue
             if w != e:
                 differences.append(ConfigDifference(wanted.name, name, w, e))
+    await provision_leases(js, replicas)  # the inbox leases live beside the streams
+    leases = (await js.stream_info(f"KV_{LEASES_BUCKET}")).config
+    if (leases.num_replicas or 1) != replicas:  # a single-node bucket on a cluster, say
+        differences.append(
+            ConfigDifference(f"KV_{LEASES_BUCKET}", "num_replicas", replicas, leases.num_replicas)
+        )
     for diff in differences:
         log.warning("%s", diff)
-    await provision_leases(js, replicas)  # the inbox leases live beside the streams
     return differences
 
 

@@ -24,7 +24,7 @@ import nats
 
 from shared import nats_server
 from shared.log import provision
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, nats_servers
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -73,7 +73,7 @@ def _spawn(name: str, cmd: list[str], env: dict[str, str]) -> subprocess.Popen[b
 
 
 async def _provision(url: str) -> None:
-    nc = await nats.connect(url, connect_timeout=5)
+    nc = await nats.connect(nats_servers(url), connect_timeout=5)
     try:
         for diff in await provision(nc.jetstream()):
             print(f"WARNING: {diff}")

@@ -24,7 +24,7 @@ from shared.inbox import InboxProcessor
 from shared.log import require_streams
 from shared.metrics import ServiceMetrics
 from shared.model import ServiceModel
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, nats_servers
 from shared.store import make_engine, metadata
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,9 @@ class ServiceRuntime:
         background: Sequence[Callable[[ServiceRuntime], Coroutine[Any, Any, None]]] = (),
     ) -> ServiceRuntime:
         """Connect, create tables, catch up with the log, then decide submissions."""
-        nc = await nats.connect(settings.nats_url, name=f"fph-{name}", max_reconnect_attempts=-1)
+        nc = await nats.connect(
+            nats_servers(settings.nats_url), name=f"fph-{name}", max_reconnect_attempts=-1
+        )
         js = nc.jetstream()
         await require_streams(js)
         engine = make_engine(database_url)
