@@ -10,8 +10,9 @@ whole stream pile up in memory, and past its pending-bytes limit it drops messag
 
 Each batch follows the previous one exactly: a sequence seen again is dropped, and on a
 stream with no holes (``contiguous``, as ``FPH_EVENTS``) a skipped sequence makes the
-reader start a new consumer at the first missing one. A request that goes unanswered
-(a reconnect, a consumer the server removed) does the same.
+reader start a new consumer at the first missing one. A request on which the server
+falls silent (no message, no idle heartbeat: a node lost, a consumer removed) does the
+same.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ BATCH = 1000
 """Messages per pull request, and the most a batch handed to the caller holds."""
 REQUEST_EXPIRES = 5.0
 """Seconds a pull request waits for messages at the end of the stream."""
+HEARTBEAT = 1.0
+"""Seconds between the server's idle heartbeats on an open request; three missed (a node
+lost, a consumer gone) and the reader starts a new consumer where it stands."""
 STATUS = js_api.Header.STATUS.value
 
 
@@ -77,6 +81,7 @@ class OrderedReader:
         self._room = asyncio.Event()
         self._request_done = asyncio.Event()
         self._asked = 0
+        self._heard = 0.0
         self._restart_at: int | None = None
         self._consumer = ""
         self._inbox = ""
@@ -151,28 +156,43 @@ class OrderedReader:
                     self.restarts += 1
                 self._asked = BATCH
                 self._request_done.clear()
-                request = {"batch": BATCH, "expires": int(REQUEST_EXPIRES * 1e9)}
+                request = {
+                    "batch": BATCH,
+                    "expires": int(REQUEST_EXPIRES * 1e9),
+                    "idle_heartbeat": int(HEARTBEAT * 1e9),
+                }
                 await self.nc.publish(
                     f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self._consumer}",
                     json.dumps(request).encode(),
                     reply=self._inbox,
                 )
-                try:
-                    await asyncio.wait_for(self._request_done.wait(), REQUEST_EXPIRES + 5)
-                except TimeoutError:
-                    log.warning(
-                        "%s: a pull request went unanswered; reading again from seq %d",
-                        self.stream,
-                        self._next,
-                    )
-                    self._restart_at = self._next
+                await self._await_request()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # handed to the caller by next_batch
             self._failed = exc
             self._ready.set()
 
+    async def _await_request(self) -> None:
+        """Until the request is over; if the server falls silent (no message and no
+        heartbeat for three heartbeats), start again from the next message."""
+        loop = asyncio.get_running_loop()
+        self._heard = loop.time()
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._request_done.wait(), HEARTBEAT)
+                return
+            if loop.time() - self._heard > 3 * HEARTBEAT:
+                log.warning(
+                    "%s: no answer to a pull request; reading again from seq %d",
+                    self.stream,
+                    self._next,
+                )
+                self._restart_at = self._next
+                return
+
     async def _on_message(self, msg: Msg) -> None:
+        self._heard = asyncio.get_running_loop().time()
         status = (msg.headers or {}).get(STATUS)
         if status is not None:
             if status == "100":

@@ -95,8 +95,7 @@ async def test_a_skipped_sequence_starts_a_consumer_at_the_missing_one() -> None
 async def test_an_error_status_or_silence_restarts_and_expiry_asks_again(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(reader_module, "REQUEST_EXPIRES", 0.05)
-    monkeypatch.setattr(asyncio, "wait_for", _short_wait_for(asyncio.wait_for))
+    monkeypatch.setattr(reader_module, "HEARTBEAT", 0.02)
     server = FakeServer()
     async with OrderedReader(server, 10) as reader:  # type: ignore[arg-type]
         await settle()
@@ -108,7 +107,10 @@ async def test_an_error_status_or_silence_restarts_and_expiry_asks_again(
         await server.deliver(FakeMsg(0, server.current, status="409"))  # consumer deleted
         await settle()
         assert len(server.consumers) == 2 and server.consumers[server.current] == 12
-        await asyncio.sleep(0.3)  # no answer at all: a new consumer, same place
+        await server.deliver(FakeMsg(0, server.current, status="100"))  # a heartbeat: alive
+        await settle()
+        assert len(server.consumers) == 2
+        await asyncio.sleep(0.3)  # silence: a new consumer, same place
         assert len(server.consumers) >= 3 and server.consumers[server.current] == 12
         assert [m.seq for m in await reader.next_batch()] == [10, 11]
 
@@ -135,10 +137,3 @@ async def test_it_asks_only_when_its_buffer_has_room() -> None:
         assert len(await reader.next_batch()) == BATCH
         await settle()
         assert len(server.requests) == 3
-
-
-def _short_wait_for(real: Any) -> Any:
-    async def wait_for(awaitable: Any, timeout: float | None) -> Any:
-        return await real(awaitable, None if timeout is None else min(timeout, 0.1))
-
-    return wait_for
