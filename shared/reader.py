@@ -84,6 +84,10 @@ class OrderedReader:
         self._heard = 0.0
         self._restart_at: int | None = None
         self._consumer = ""
+        self._delivered = 0
+        self._reconnects = 0
+        self._requests = 0
+        self._reply = ""
         self._inbox = ""
         self._sub: Any = None
         self._task: asyncio.Task[None] | None = None
@@ -91,8 +95,12 @@ class OrderedReader:
 
     async def __aenter__(self) -> OrderedReader:
         self._inbox = self.nc.new_inbox()
-        self._sub = await self.nc.subscribe(self._inbox, cb=self._on_message)
-        await self._start_consumer(self._next)
+        self._sub = await self.nc.subscribe(f"{self._inbox}.*", cb=self._on_message)
+        try:
+            await self._start_consumer(self._next)
+        except BaseException:
+            await self._sub.unsubscribe()
+            raise
         self._task = asyncio.create_task(self._pull(), name=f"reader-{self.stream}")
         return self
 
@@ -135,6 +143,8 @@ class OrderedReader:
             ),
         )
         previous, self._consumer = self._consumer, name
+        self._delivered = 0
+        self._reconnects = self.nc.stats["reconnects"]
         if previous:
             await self._delete_consumer(previous)
 
@@ -150,11 +160,16 @@ class OrderedReader:
                 while len(self._buffer) + BATCH > self.limit:
                     self._room.clear()
                     await self._room.wait()
+                if self.nc.stats["reconnects"] != self._reconnects and self._restart_at is None:
+                    # messages in flight during the reconnect may be lost: start afresh
+                    self._restart_at = self._next
                 if self._restart_at is not None:
                     restart_at, self._restart_at = self._restart_at, None
                     await self._start_consumer(restart_at)
                     self.restarts += 1
                 self._asked = BATCH
+                self._requests += 1
+                self._reply = f"{self._inbox}.{self._requests}"
                 self._request_done.clear()
                 request = {
                     "batch": BATCH,
@@ -164,7 +179,7 @@ class OrderedReader:
                 await self.nc.publish(
                     f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self._consumer}",
                     json.dumps(request).encode(),
-                    reply=self._inbox,
+                    reply=self._reply,
                 )
                 await self._await_request()
         except asyncio.CancelledError:
@@ -192,9 +207,11 @@ class OrderedReader:
                 return
 
     async def _on_message(self, msg: Msg) -> None:
-        self._heard = asyncio.get_running_loop().time()
         status = (msg.headers or {}).get(STATUS)
         if status is not None:
+            if msg.subject != self._reply:
+                return  # about an earlier request (e.g. 409 for a consumer replaced)
+            self._heard = asyncio.get_running_loop().time()
             if status == "100":
                 return  # an idle heartbeat
             if status not in ("404", "408"):  # 409 consumer deleted, 503 no responders...
@@ -203,20 +220,25 @@ class OrderedReader:
             self._request_done.set()  # 404 no messages, 408 expired: ask again
             return
         meta = msg.metadata
-        if meta.consumer != self._consumer:
-            return  # from a consumer already replaced
+        if meta.consumer != self._consumer or self._restart_at is not None:
+            return  # from a consumer replaced, or about to be
+        self._heard = asyncio.get_running_loop().time()
         seq = meta.sequence.stream
         self._asked -= 1
         if self._asked <= 0:
             self._request_done.set()
-        if seq < self._next:
+        # The consumer numbers its deliveries 1, 2, 3...: a hole is a message lost on the way.
+        lost = meta.sequence.consumer != self._delivered + 1
+        self._delivered = meta.sequence.consumer
+        if seq < self._next and not lost:
             return  # delivered again: already buffered
-        if seq > self._next and self.contiguous:
+        if lost or (seq > self._next and self.contiguous):
             log.warning(
-                "%s: skipped from seq %d to %d; reading again from %d",
+                "%s: a message was lost on the way (stream seq %d, expected %d); reading"
+                " again from %d",
                 self.stream,
-                self._next,
                 seq,
+                self._next,
                 self._next,
             )
             self._restart_at = self._next

@@ -33,7 +33,7 @@ from services.indicators.settings import IndicatorsSettings
 from shared.follower import Follower
 from shared.log import EventLog, require_streams
 from shared.settings import nats_servers
-from shared.store import make_engine, metadata
+from shared.store import make_engine
 
 log = logging.getLogger("fph.indicators")
 
@@ -53,7 +53,7 @@ class Runtime:
         await require_streams(js)
         self.log = EventLog(js)
         self.engine = make_engine(s.indicators_database_url)
-        metadata.create_all(self.engine)
+        store.prepare(self.engine)
         self.follower = Follower(
             js, self.engine, FOLLOWER_NAME, store.IndicatorsProjection(s.tz), threaded=True
         )

@@ -38,8 +38,8 @@ from tqdm import tqdm
 
 from services.indicators import reference, store
 from services.indicators.app import FOLLOWER_NAME
-from shared.follower import apply_messages
-from shared.log import EventLog
+from shared.follower import MSG_ID, apply_messages
+from shared.log import EVENT_TYPE_HEADER, EventLog
 from shared.reader import BATCH, LoggedMessage, OrderedReader
 from shared.settings import CommonSettings, nats_servers
 from shared.store import get_checkpoint, make_engine, metadata
@@ -110,8 +110,12 @@ def export_line(msg: LoggedMessage) -> str:
 
 
 def read_export(path: Path, until_seq: int | None = None) -> Iterator[list[LoggedMessage]]:
-    """The messages of an export file, in batches (a bad line is reported with its number)."""
+    """The messages of an export file, in batches (a bad line is reported with its number).
+
+    The event's type and id are taken from the payload, which the digest covers, not
+    from the file's headers: a file whose digest matches replays to the same figures."""
     batch: list[LoggedMessage] = []
+    previous = 0
     with path.open(encoding="utf-8") as f:
         for number, line in enumerate(f, 1):
             if not line.strip():
@@ -120,14 +124,18 @@ def read_export(path: Path, until_seq: int | None = None) -> Iterator[list[Logge
                 record = json.loads(line)
                 if number == 1 and record.get("format") == EXPORT_FORMAT:
                     continue
+                data = base64.b64decode(record["data"], validate=True)
                 msg = LoggedMessage(
-                    int(record["seq"]),
-                    base64.b64decode(record["data"], validate=True),
-                    dict(record.get("headers") or {}),
-                    str(record.get("subject", "")),
+                    int(record["seq"]), data, _headers_of(data), str(record.get("subject", ""))
                 )
             except (ValueError, KeyError, TypeError) as exc:
                 raise SystemExit(f"error: {path}:{number}: not an export record ({exc})") from None
+            if msg.seq != previous + 1:
+                raise SystemExit(
+                    f"error: {path}:{number}: seq {msg.seq} after {previous}: the export must"
+                    " hold the log from seq 1, every sequence, in order"
+                )
+            previous = msg.seq
             if until_seq is not None and msg.seq > until_seq:
                 break
             batch.append(msg)
@@ -136,6 +144,15 @@ def read_export(path: Path, until_seq: int | None = None) -> Iterator[list[Logge
                 batch = []
     if batch:
         yield batch
+
+
+def _headers_of(data: bytes) -> dict[str, str]:
+    """``Fph-Event-Type`` and ``Nats-Msg-Id`` as the payload says (empty if it is not an
+    event: the replay then ignores it, as the service does)."""
+    doc = json.loads(data)
+    if not isinstance(doc, dict):
+        return {}
+    return {EVENT_TYPE_HEADER: str(doc.get("type", "")), MSG_ID: str(doc.get("event_id", ""))}
 
 
 async def export(nats_url: str, out: TextIO, until_seq: int | None, *, progress: bool) -> int:
@@ -171,6 +188,7 @@ def empty_store(database_url: str) -> Engine:
             f"error: the store at {database_url} already holds a projection (up to seq"
             f" {position}); replay needs an empty store: give a new --database-url"
         )
+    store.prepare(engine)
     return engine
 
 
@@ -215,7 +233,11 @@ async def replay(
 def years(session: Session, as_of: int) -> list[int]:
     """The local years in which the projected events occurred (up to ``as_of``)."""
     found: set[int] = set()
-    for table in (store.envies, store.accompaniments, store.grants, store.completions):
+    tables = (
+        store.envies, store.accompaniments, store.grants, store.completions,
+        store.porteurs, store.impacts, store.mobilisations, store.decisions,
+    )  # fmt: skip
+    for table in tables:
         low, high = session.execute(
             sa.select(sa.func.min(table.c.local_date), sa.func.max(table.c.local_date)).where(
                 table.c.seq <= as_of
@@ -223,12 +245,6 @@ def years(session: Session, as_of: int) -> list[int]:
         ).one()
         if low is not None:
             found.update(range(low.year, high.year + 1))
-    for table in (store.porteurs, store.impacts, store.mobilisations, store.decisions):
-        for (day,) in session.execute(
-            sa.select(sa.func.min(table.c.local_date)).where(table.c.seq <= as_of)
-        ):
-            if day is not None:
-                found.add(day.year)
     return sorted(found)
 
 
@@ -405,6 +421,13 @@ def _event_line(c: dict[str, Any]) -> str:
 # --- the command line ----------------------------------------------------------------------
 
 
+def _sequence(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: a log sequence starts at 1")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     settings_help = (
         "Settings come from FPH_* variables as for the services: FPH_NATS_URL (under"
@@ -432,7 +455,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write the log to a JSON Lines file")
     p.add_argument("output", type=Path, help="file to write ('-' for standard output)")
     p.add_argument("--nats-url", help="the server (default FPH_NATS_URL)")
-    p.add_argument("--as-of-seq", type=int, help="stop at this sequence (default: the end)")
+    p.add_argument("--as-of-seq", type=_sequence, help="stop at this sequence (default: the end)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
     p = sub.add_parser(
@@ -442,7 +465,9 @@ def _parser() -> argparse.ArgumentParser:
         " print the indicators of every year (all quartiers, or --quartier) and the digest.",
     )
     source(p)
-    p.add_argument("--as-of-seq", type=int, help="replay up to this sequence (default: the end)")
+    p.add_argument(
+        "--as-of-seq", type=_sequence, help="replay up to this sequence (default: the end)"
+    )
     p.add_argument("--quartier", help="print this quartier's figures (default: all together)")
     p.add_argument("--year", type=int, help="print this year only (default: every year)")
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -461,7 +486,7 @@ def _parser() -> argparse.ArgumentParser:
         default="http://127.0.0.1:8004",
         help="the live indicators service (default http://127.0.0.1:8004, as under make run)",
     )
-    p.add_argument("--as-of-seq", type=int, help="the sequence to compare at")
+    p.add_argument("--as-of-seq", type=_sequence, help="the sequence to compare at")
     return parser
 
 
@@ -474,8 +499,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             return _export(args, nats_url, progress)
         return asyncio.run(_replay_command(args, nats_url, settings.tz, progress))
-    except (OSError, nats.errors.NoServersError) as exc:
-        print(f"error: {exc} (is the server at {nats_url} running? see --help)", file=sys.stderr)
+    except (OSError, nats.errors.Error) as exc:
+        what = str(exc) or type(exc).__name__
+        print(f"error: {what} (is the server at {nats_url} running? see --help)", file=sys.stderr)
         return 2
 
 

@@ -19,6 +19,7 @@ from nats.js import JetStreamContext
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from shared.events import EVENT_TYPES
 from shared.reader import LoggedMessage, OrderedReader
 from shared.store import get_checkpoint, metadata, set_checkpoint
 from shared.subjects import REJECTED_ALL, REJECTED_STREAM
@@ -37,8 +38,10 @@ rejections = sa.Table(
 
 
 def reasons_of(msg: LoggedMessage) -> tuple[str, set[str]]:
-    """The submission's type (from the subject) and its distinct reason codes."""
-    event_type = msg.subject.rsplit(".", 1)[-1] if msg.subject else "unknown"
+    """The submission's type (from the subject; ``_unknown`` for a type the catalogue does
+    not have, which a partner may invent at will) and its distinct reason codes."""
+    token = msg.subject.rsplit(".", 1)[-1] if msg.subject else ""
+    event_type = token if token in EVENT_TYPES else "_unknown"
     try:
         errors = json.loads(msg.headers.get("Fph-Errors", "[]"))
         codes = {str(e.get("code") or "invalid") for e in errors if isinstance(e, dict)}
@@ -93,7 +96,9 @@ async def follow(js: JetStreamContext, engine: Engine) -> None:
             )
             async with reader:
                 while True:
-                    position = count(engine, position, await reader.next_batch())
+                    batch = await reader.next_batch()
+                    # in a thread: the log's follower may hold SQLite's write lock a while
+                    position = await asyncio.to_thread(count, engine, position, batch)
         except asyncio.CancelledError:
             raise
         except Exception:

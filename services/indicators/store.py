@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from services.indicators.reference import median, round_half_even
@@ -144,6 +145,41 @@ digests = sa.Table(
     sa.Column("seq", sa.BigInteger, primary_key=True),
     sa.Column("digest", sa.LargeBinary(32), nullable=False),
 )
+
+
+STORE_VERSION = "2"
+"""The projection's version: bump it when its tables or what it follows change. A store
+written by another version is emptied and rebuilt from the log (it is only a cache)."""
+store_meta = sa.Table(
+    "ind_meta",
+    metadata,
+    sa.Column("key", sa.String(32), primary_key=True),
+    sa.Column("value", sa.String(64), nullable=False),
+)
+
+
+def prepare(engine: Engine) -> bool:
+    """Create the store's tables; empty a store of another projection version first (its
+    follower then replays the log into it). True if it was emptied."""
+    metadata.create_all(engine)
+    with Session(engine) as session:
+        found = session.scalar(sa.select(store_meta.c.value).where(store_meta.c.key == "version"))
+        used = session.scalar(sa.select(sa.func.count()).select_from(digests))
+    rebuilt = found != STORE_VERSION and (found is not None or bool(used))
+    if rebuilt:
+        log.warning(
+            "the indicators store was written by projection version %s, this is %s:"
+            " emptying it; it is rebuilt from the log",
+            found or "1",
+            STORE_VERSION,
+        )
+        metadata.drop_all(engine)
+        metadata.create_all(engine)
+    if found != STORE_VERSION:
+        with Session(engine) as session, session.begin():
+            session.execute(store_meta.delete())
+            session.execute(store_meta.insert().values(key="version", value=STORE_VERSION))
+    return rebuilt
 
 
 class IndicatorsProjection:

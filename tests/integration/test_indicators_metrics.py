@@ -13,9 +13,11 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
 from nats.js import JetStreamContext
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.indicators import store
 from shared.client import SubmitClient
 from shared.codec import event_from_dict
 from shared.events import with_recording
@@ -128,6 +130,14 @@ async def test_refusals_and_envelopes_in_metrics(
         (("envelope", ENVELOPE), ("quartier", Q1), ("year", "2026")): 1_060_000.0
     }
     assert samples(text, "fph_projection_lag") == {(("service", "indicators"),): 0.0}
+
+    # A store written by an older projection (here: version 1, before the envelopes'
+    # ledger) is emptied and rebuilt from the log at start-up.
+    engine = sa.create_engine(store_url)
+    with engine.begin() as conn:
+        conn.execute(store.envelopes.delete())
+        conn.execute(store.store_meta.update().values(value="1"))
+    engine.dispose()
 
     # A restart counts nothing twice; a new refusal is added to the stored counts.
     await client.submit(factories.submission(quartier=Q2, data={"theme": "nope"}))
