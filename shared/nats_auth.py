@@ -302,18 +302,23 @@ def _api(action: str, why: str) -> Rule:
     return Rule(f"$JS.API.{action}", why)
 
 
-def _reading(stream: str, what: str) -> list[Rule]:
+def _reading(stream: str, what: str, push: bool = True) -> list[Rule]:
     """Reading ``stream`` from a sequence: ``shared.reader.OrderedReader`` pulls from named
-    ephemeral consumers; nats-py's ordered push consumers (``EventLog.read``) are created
-    on the unnamed subject and answer flow control."""
+    ephemeral consumers; nats-py's ordered push consumers (``EventLog.read``, used by the
+    services that append: ``push``) are created on the unnamed subject and answer flow
+    control."""
     root = STREAM_SUBJECTS[stream]
-    return [
+    rules = [
         _api(f"CONSUMER.CREATE.{stream}.*.{root}.>", f"consumers reading {what} (OrderedReader)"),
         _api(f"CONSUMER.MSG.NEXT.{stream}.*", "pull from them"),
         _api(f"CONSUMER.DELETE.{stream}.*", "remove them when done"),
-        _api(f"CONSUMER.CREATE.{stream}", f"ordered push consumers reading {what} (nats-py)"),
-        Rule(f"$JS.FC.{stream}.>", "their flow-control answers"),
     ]
+    if push:
+        rules += [
+            _api(f"CONSUMER.CREATE.{stream}", f"ordered push consumers reading {what} (nats-py)"),
+            Rule(f"$JS.FC.{stream}.>", "their flow-control answers"),
+        ]
+    return rules
 
 
 def _aggregates_of(service: str) -> list[str]:
@@ -339,11 +344,12 @@ def service_permissions(service: str, desk_source: str | None) -> Permissions:
         _api(f"STREAM.INFO.{s}", "start-up check that the streams exist; the log's end")
         for s in ALL_STREAMS
     ]
-    publish += _reading(EVENTS_STREAM, "the log")
     subscribe = [Rule(REPLIES, "answers to its requests, its consumers' deliveries")]
-    if service == "indicators":
-        publish += _reading(REJECTED_STREAM, "FPH_REJECTED (/metrics counts refusals)")
+    if service == "indicators":  # it only reads, with OrderedReader
+        publish += _reading(EVENTS_STREAM, "the log", push=False)
+        publish += _reading(REJECTED_STREAM, "FPH_REJECTED (/metrics counts refusals)", push=False)
         return Permissions(tuple(publish), tuple(subscribe))
+    publish += _reading(EVENTS_STREAM, "the log")
 
     assert desk_source is not None
     consumer = inbox_consumer(service)
@@ -417,6 +423,8 @@ def auditor_permissions() -> Permissions:
     """Read the mirror of the log in AUDIT (info, ordered consumers, gets); write nothing."""
     publish = [
         _api(f"STREAM.INFO.{EVENTS_STREAM}", "the log's end and configuration"),
+        # push consumers too: an auditor's own tools (nats CLI, nats-py) read that way; the
+        # flow-control subject it may answer on reaches FPH only for the mirror's exact one
         *_reading(EVENTS_STREAM, "the log"),
         _api(f"DIRECT.GET.{EVENTS_STREAM}", "one message by sequence"),
         _api(f"DIRECT.GET.{EVENTS_STREAM}.>", "the last message of a subject"),
