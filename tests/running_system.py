@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shared.nats_server import free_port
+from shared.nats_server import distinct_free_ports
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVICES = ("intake", "review", "funding", "indicators")
@@ -31,26 +31,29 @@ class RunningSystem:
 
 
 @contextmanager
-def running_system(tmp_path: Path, defaults: bool = True) -> Iterator[RunningSystem]:
+def running_system(
+    tmp_path: Path, defaults: bool = True, extra_env: dict[str, str] | None = None
+) -> Iterator[RunningSystem]:
     """Start the runner; yield once it prints "FPH platform running"; then Ctrl-C it and
-    check it stopped cleanly (exit code 0). ``defaults``: drop FPH_QUARTIERS and the like
-    from the environment, so the services run on the runner's defaults, as `make run`."""
-    ports = {name: free_port() for name in SERVICES}
-    nats_port = free_port()
-    env = {
-        **os.environ,
-        "FPH_RUN_NATS_PORT": str(nats_port),
-        **{f"FPH_{name.upper()}_PORT": str(port) for name, port in ports.items()},
-        "PYTHONUNBUFFERED": "1",
-    }
-    if defaults:
-        for name in ("FPH_QUARTIERS", "FPH_SOURCES", "FPH_SOURCE_TYPES", "FPH_PARTNERS"):
-            env.pop(name, None)
+    check it stopped cleanly (exit code 0). ``defaults``: drop every FPH_* variable from
+    the environment, so the services run on the runner's defaults, as `make run`;
+    ``extra_env``: variables to set on top (e.g. the services' database URLs)."""
+    nats_port, http_port, *service_ports = distinct_free_ports(2 + len(SERVICES))
+    ports = dict(zip(SERVICES, service_ports, strict=True))
+    env = {k: v for k, v in os.environ.items() if not (defaults and k.startswith("FPH_"))}
+    env.update(
+        {
+            "FPH_RUN_NATS_PORT": str(nats_port),
+            **{f"FPH_{name.upper()}_PORT": str(port) for name, port in ports.items()},
+            "PYTHONUNBUFFERED": "1",
+            **(extra_env or {}),
+        }
+    )
     log = tmp_path / "run.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "shared.runner", "--data-dir", str(tmp_path / "var"),
-             "--nats-http-port", str(free_port())],
+             "--nats-http-port", str(http_port)],
             env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     system = RunningSystem(
@@ -61,7 +64,7 @@ def running_system(tmp_path: Path, defaults: bool = True) -> Iterator[RunningSys
         proc=proc,
     )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while b"FPH platform running" not in log.read_bytes():
             assert proc.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,8 +24,8 @@ import httpx
 import pytest
 import yaml
 
-from shared.nats_server import distinct_free_ports
 from tests.conftest import POSTGRES_AVAILABLE, POSTGRES_URL
+from tests.running_system import running_system
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -181,17 +179,10 @@ def _activity(p: Platform) -> None:
 
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """``fph-run`` (what ``make run`` starts) on free ports, after a little activity."""
+    """``fph-run`` (what ``make run`` starts) on free ports, after a little activity; on
+    PostgreSQL databases made by deploy/postgres/init-databases.sh when one is reachable."""
     tmp = tmp_path_factory.mktemp("platform")
-    nats_port, http_port, *service_ports = distinct_free_ports(2 + len(SERVICES))
-    ports = dict(zip(SERVICES, service_ports, strict=True))
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("FPH_")},
-        "FPH_RUN_NATS_PORT": str(nats_port),
-        "PYTHONUNBUFFERED": "1",
-    }
-    for name, port in ports.items():
-        env[f"FPH_{name.upper()}_PORT"] = str(port)
+    env: dict[str, str] = {}
     databases: list[str] = []
     if POSTGRES_AVAILABLE and shutil.which("psql"):
         prefix = f"fph_deploy_{uuid.uuid4().hex[:8]}"
@@ -199,28 +190,12 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         init_databases(databases)
         for name, db in zip(SERVICES, databases, strict=True):
             env[f"FPH_{name.upper()}_DATABASE_URL"] = database_url(db)
-    log = tmp / "run.log"
-    with open(log, "wb") as out:
-        runner = subprocess.Popen(
-            [sys.executable, "-m", "shared.runner", "--data-dir", str(tmp / "var"),
-             "--nats-http-port", str(http_port)],
-            env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    p = Platform(ports, f"nats://127.0.0.1:{nats_port}", log)
     try:
-        deadline = time.monotonic() + 90
-        while b"FPH platform running" not in log.read_bytes():
-            assert runner.poll() is None, log.read_text()
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
-        _activity(p)
-        yield p
+        with running_system(tmp, extra_env=env) as system:
+            ports = {name: int(url.rsplit(":", 1)[1]) for name, url in system.urls.items()}
+            p = Platform(ports, system.nats_url, system.log)
+            _activity(p)
+            yield p
     finally:
-        runner.send_signal(signal.SIGINT)
-        try:
-            runner.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            runner.kill()
-            runner.wait()
         if databases:
             drop_databases(databases)
