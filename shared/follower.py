@@ -84,6 +84,7 @@ class Follower:
         self.written_here: set[str] = set()
         """Ids this process appended and already applied: skipped without a look-up."""
         self._task: asyncio.Task[None] | None = None
+        self._applying: asyncio.Future[None] | None = None
 
     def note_written(self, event_id: str) -> None:
         """The inbox appended and applied ``event_id``: skip it cheaply when it comes by."""
@@ -96,10 +97,14 @@ class Follower:
         self._task = asyncio.create_task(self._run(), name=f"follower-{self.name}")
 
     async def stop(self) -> None:
+        """Stop following; a batch being applied in a worker thread is let finish first."""
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._applying is not None:
+            with contextlib.suppress(Exception):
+                await self._applying
 
     async def wait_for(self, seq: int, timeout: float = 60.0) -> None:
         """Return once every event up to ``seq`` is applied (raise TimeoutError after timeout)."""
@@ -147,7 +152,11 @@ class Follower:
             while True:
                 batch = await reader.next_batch()
                 if self.threaded:
-                    await asyncio.to_thread(self._apply_batch, batch)
+                    # shielded: on stop() the thread finishes its batch and stop() waits for it
+                    self._applying = asyncio.ensure_future(
+                        asyncio.to_thread(self._apply_batch, batch)
+                    )
+                    await asyncio.shield(self._applying)
                 else:
                     self._apply_batch(batch)
                 async with self._moved:
