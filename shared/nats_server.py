@@ -37,22 +37,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_config(store_dir: Path, port: int, http_port: int | None = None) -> Path:
-    """A single-node JetStream config on loopback, data under ``store_dir``."""
+def _node_lines(store_dir: Path, port: int, http_port: int | None) -> list[str]:
+    """What every node's config holds: loopback clients on ``port``, the payload limit,
+    monitoring on ``http_port`` if given, JetStream data under ``store_dir``."""
     store_dir.mkdir(parents=True, exist_ok=True)
-    conf = store_dir / "nats-server.conf"
-    lines = [
+    return [
         "host: 127.0.0.1",
         f"port: {port}",
+        *([f"http_port: {http_port}"] if http_port else []),
         f"max_payload: {MAX_PAYLOAD}",
         "jetstream {",
         f'  store_dir: "{store_dir / "jetstream"}"',
         "}",
     ]
-    if http_port:
-        lines.insert(2, f"http_port: {http_port}")
+
+
+def _write(store_dir: Path, lines: list[str]) -> Path:
+    conf = store_dir / "nats-server.conf"
     conf.write_text("\n".join(lines) + "\n")
     return conf
+
+
+def write_config(store_dir: Path, port: int, http_port: int | None = None) -> Path:
+    """A single-node JetStream config on loopback, data under ``store_dir``."""
+    return _write(store_dir, _node_lines(store_dir, port, http_port))
 
 
 def wait_for_port(
@@ -102,16 +110,9 @@ def write_cluster_config(
     """One node of a JetStream cluster on loopback: ``server_name`` ``name`` (JetStream
     needs a stable one per node), clients on ``port``, routes on ``cluster_port`` to the
     other nodes' cluster ports ``routes`` (its own may be listed: the server drops it)."""
-    store_dir.mkdir(parents=True, exist_ok=True)
-    conf = store_dir / "nats-server.conf"
     lines = [
         f"server_name: {name}",
-        "host: 127.0.0.1",
-        f"port: {port}",
-        f"max_payload: {MAX_PAYLOAD}",
-        "jetstream {",
-        f'  store_dir: "{store_dir / "jetstream"}"',
-        "}",
+        *_node_lines(store_dir, port, http_port),
         "cluster {",
         f"  name: {cluster_name}",
         f"  listen: 127.0.0.1:{cluster_port}",
@@ -120,10 +121,7 @@ def write_cluster_config(
         "  ]",
         "}",
     ]
-    if http_port:
-        lines.insert(3, f"http_port: {http_port}")
-    conf.write_text("\n".join(lines) + "\n")
-    return conf
+    return _write(store_dir, lines)
 
 
 def _healthy(http_port: int) -> bool:
