@@ -257,12 +257,6 @@ def quartiers(session: Session, as_of: int) -> list[str]:
     )
 
 
-def figures(
-    session: Session, quartier: str | None, start: date, end: date, as_of: int
-) -> dict[str, Any]:
-    return store.indicators(session, quartier=quartier, start=start, end=end, as_of=as_of)
-
-
 def print_table(out: TextIO, title: str, values: dict[str, Any], as_of: int, digest: str) -> None:
     out.write(f"\n{title}  (as of seq {as_of})\n")
     width = max(len(code) for code in values)
@@ -347,7 +341,9 @@ def verify(
             live_values = {
                 k: v["value"] for k, v in _get(live, "/indicators", params)["indicators"].items()
             }
-            replayed = figures(session, quartier, start, end, as_of)
+            replayed = store.indicators(
+                session, quartier=quartier, start=start, end=end, as_of=as_of
+            )
             for code, value in replayed.items():
                 compared += 1
                 if live_values.get(code) != value:
@@ -557,7 +553,7 @@ def _print_replay(args: argparse.Namespace, session: Session, seq: int) -> None:
     results = []
     for year in chosen:
         start, end = date(year, 1, 1), date(year + 1, 1, 1)
-        values = figures(session, args.quartier, start, end, seq)
+        values = store.indicators(session, quartier=args.quartier, start=start, end=end, as_of=seq)
         results.append({"from": start.isoformat(), "to": end.isoformat(), "indicators": values})
         if not args.json:
             print_table(

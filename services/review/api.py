@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Query, Request
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from services.review import store
 from services.review.domain import State
+from services.review.settings import ReviewSettings
 from shared.events import Decision, Mechanism, Outcome, Stage
 from shared.http import (
     DeskWrite,
@@ -277,5 +278,5 @@ def refresh_project_gauge(rt: ServiceRuntime) -> None:
     now = datetime.now(UTC)
     for quartier, since in waiting.items():
         oldest.labels(quartier).set(max(0.0, (now - since).total_seconds()))
-    target_days = getattr(rt.settings, "review_decision_target_days", 30)
-    rt.metrics.decision_target.set(target_days * 86400)
+    settings = cast(ReviewSettings, rt.settings)  # review's runtime runs on its settings
+    rt.metrics.decision_target.set(settings.review_decision_target_days * 86400)
