@@ -169,12 +169,6 @@ async def export(nats_url: str, out: TextIO, until_seq: int | None, *, progress:
 # --- replaying into a store -----------------------------------------------------------------
 
 
-@dataclass
-class Replayed:
-    engine: Engine
-    seq: int
-
-
 def empty_store(database_url: str) -> Engine:
     """An engine on a store with no indicators in it yet (refuse a used one)."""
     engine = make_engine(database_url)
